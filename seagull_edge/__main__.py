@@ -1,0 +1,3 @@
+from seagull_edge.cli import main
+
+main()

@@ -1,0 +1,190 @@
+"""The ``seagull-edge`` command line: thin wrappers that parse arguments and call the library.
+
+Exit codes: 0 ok; 2 bad input or usage (one line on stderr, no traceback); 1 a failure inside
+(one line too; set SEAGULL_EDGE_DEBUG=1 for the traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import click
+import typer
+
+from seagull_edge.errors import SeagullInputError
+
+app = typer.Typer(
+    name="seagull-edge", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="SEAGULL region-of-interest image quality assessment on edge devices.",
+)
+export_app = typer.Typer(no_args_is_help=True, help="Export engines (ONNX).")
+app.add_typer(export_app, name="export")
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+@app.command()
+def assess(
+    image: Optional[Path] = typer.Argument(None, help="Image file (PNG, JPEG, TIFF, WebP, BMP, ...)."),
+    box: List[str] = typer.Option([], "--box", help="ROI box X,Y,W,H in pixels (repeatable)."),
+    point: List[str] = typer.Option([], "--point", help="ROI point X,Y (repeatable)."),
+    mask: List[Path] = typer.Option([], "--mask", help="ROI mask image, nonzero = inside (repeatable)."),
+    rle: List[str] = typer.Option([], "--rle", help="ROI as COCO RLE: counts string or JSON object (repeatable)."),
+    batch: Optional[Path] = typer.Option(None, "--batch", help="The seed's inference JSON [{img, rle, points}]."),
+    img_dir: Path = typer.Option(Path("."), "--img-dir", help="Folder of the --batch images."),
+    mask_type: str = typer.Option("rle", "--mask-type", help="Which --batch field gives the ROI: rle | points."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the embedded model)."),
+    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt | torch."),
+    tasks: str = typer.Option("quality,importance,distortion", "--tasks", help="Comma-separated answers to give."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of text."),
+) -> None:
+    """Assess ROIs of an image: quality, importance and distortions. No ROI = the whole image."""
+    from seagull_edge.runtime.batch import read_seed_batch
+    from seagull_edge.runtime.pipeline import Assessor, parse_tasks
+    from seagull_edge.runtime.prompts import load_mask_png, parse_box, parse_point, rle_to_roi
+
+    task_list = parse_tasks(tasks)
+    if batch is not None:
+        if image is not None or box or point or mask or rle:
+            raise SeagullInputError("--batch takes its images and ROIs from the JSON file; give no IMAGE or ROI options")
+        items = read_seed_batch(batch, img_dir, mask_type)
+    else:
+        if image is None:
+            raise SeagullInputError("give an IMAGE (or --batch FILE.json)")
+        boxes = [parse_box(b) for b in box]
+        points = [parse_point(p) for p in point]
+
+    assessor = Assessor.from_pretrained(model, backend=backend)
+
+    def emit(result) -> None:
+        _say(result.to_json() if as_json else result.summary())
+
+    if batch is None:
+        assessor.set_image(image)
+        w, h = assessor.image_size
+        extra = [load_mask_png(m, w, h) for m in mask] + [rle_to_roi(r, w, h, name=f"--rle {i}") for i, r in enumerate(rle)]
+        rois = assessor.rois_from_prompts(boxes, points, extra)
+        emit(assessor.predict(rois, task_list))
+        return
+
+    failures = 0
+    current = None
+    for item in items:
+        try:
+            if item.image != current:
+                assessor.set_image(item.image)
+                current = item.image
+            emit(assessor.predict(item.to_rois(*assessor.image_size), task_list))
+        except SeagullInputError as exc:
+            failures += 1
+            current = None
+            _warn(f"error: entry {item.index}: {exc}")
+    if failures:
+        raise SeagullInputError(f"{failures} of {len(items)} batch entries failed")
+
+
+@app.command()
+def doctor() -> None:
+    """Report versions, backends, GPU and TensorRT, and what is missing with how to get it."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from seagull_edge import __version__
+    from seagull_edge.doctor import backends, run_checks
+
+    checks = run_checks()
+    table = Table(title=f"seagull-edge {__version__}", show_lines=False)
+    table.add_column("check")
+    table.add_column("ok")
+    table.add_column("detail")
+    table.add_column("how to get it")
+    for c in checks:
+        table.add_row(c.name, "yes" if c.ok else "no", c.detail, c.fix)
+    console = Console(width=140)
+    console.print(table)
+    for name, state in backends(checks).items():
+        console.print(f"backend {name}: {state}")
+
+
+@export_app.command("onnx")
+def export_onnx_cmd(
+    out: Path = typer.Option(..., "--out", help="Model folder to write (encoder.onnx, assessor.onnx, model.json)."),
+    preset: str = typer.Option("edge-default", "--preset", help="Model preset (seagull-7b, edge-default, edge-fast)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Our safetensors checkpoint to export."),
+    random_init: bool = typer.Option(False, "--random-init", help="Export random weights (for trying the pipeline)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed for --random-init."),
+) -> None:
+    """Export a model folder for the runtime."""
+    if (checkpoint is None) == (not random_init):
+        raise SeagullInputError("give exactly one of --checkpoint FILE or --random-init")
+    try:
+        import torch
+
+        from seagull_edge.export.onnx import export_onnx
+        from seagull_edge.model import build_model, get_preset
+        from seagull_edge.model.checkpoint import load_checkpoint, read_checkpoint_preset
+    except ModuleNotFoundError as exc:
+        raise SeagullInputError(f"export needs {exc.name}: pip install 'seagull-edge[export]'") from None
+    if checkpoint is not None:
+        preset = read_checkpoint_preset(checkpoint)["name"]
+    try:
+        get_preset(preset)
+    except KeyError as exc:
+        raise SeagullInputError(str(exc.args[0])) from None
+    torch.manual_seed(seed)
+    model = build_model(preset)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    cfg = export_onnx(model, out, trained=checkpoint is not None)
+    _warn(f"wrote {out}/{cfg.files['encoder']}, {cfg.files['assessor']}, model.json (preset {preset})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: runs the app and turns errors into exit codes."""
+    debug = os.environ.get("SEAGULL_EDGE_DEBUG") == "1"
+    try:
+        app(args=argv, prog_name="seagull-edge", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `seagull-edge` alone: help, not an error
+        _say(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(0)
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        _warn(f"error: {exc.format_message()}{hint}")
+        sys.exit(2)
+    except click.ClickException as exc:
+        _warn(f"error: {exc.format_message()}")
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _warn("interrupted")
+        sys.exit(130)
+    except SeagullInputError as exc:
+        if debug:
+            raise
+        _warn(f"error: {exc}")
+        sys.exit(2)
+    except BrokenPipeError:
+        sys.exit(0)  # the reader went away (e.g. `| head`): not our failure
+    except Exception as exc:  # noqa: BLE001 - the contract is one line, never a traceback
+        if debug:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        _warn(f"error: internal failure: {type(exc).__name__}: {first} (SEAGULL_EDGE_DEBUG=1 shows the traceback)")
+        sys.exit(1)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

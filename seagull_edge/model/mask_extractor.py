@@ -1,0 +1,194 @@
+"""SEAGULL's Mask-based Feature Extractor (MFE), with the seed's module tree and parameter names.
+
+Written from the description of the seed's ``seagull/model/layer.py`` (``MaskExtractor``):
+the same submodule names, shapes and order of operations, so that ``mask_extractor.*`` weights
+of the released SEAGULL-7B load strictly. Generalised in two ways only: the level widths and
+sizes, embed/out dims and crop size come from the preset (the seed hard-codes ConvNeXt-Large at
+512), and a batch of images with Q ROIs each is processed at once (the seed loops over images).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LEVEL_NAMES = ("res2", "res3", "res4", "res5")
+
+
+def mask_pool(feat: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The seed's ``MaskPooling``: feat [B,C,H,W], masks [B,Q,Hm,Wm] -> pooled [B,Q,C].
+
+    The mask is resized bilinearly (align_corners=False) to H x W if its size differs,
+    binarised with ``> 0`` and divided by its sum + 1e-8 (an empty mask pools to zeros).
+    """
+    if feat.shape[-2:] != masks.shape[-2:]:
+        masks = F.interpolate(masks, size=feat.shape[-2:], mode="bilinear", align_corners=False)
+    masks = (masks > 0).to(feat.dtype)
+    denom = masks.sum(dim=(-1, -2), keepdim=True) + 1e-8
+    return torch.einsum("bchw,bqhw->bqc", feat, masks / denom)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with an optional internal downsampling (SAM's ``Attention``)."""
+
+    def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.internal_dim = embedding_dim // downsample_rate
+        self.num_heads = num_heads
+        if self.internal_dim % num_heads:
+            raise ValueError("num_heads must divide embedding_dim // downsample_rate")
+        self.q_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.k_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
+
+    def _separate_heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q [B,Nq,D], k and v [B,Nk,D] -> [B,Nq,D]."""
+        q = self._separate_heads(self.q_proj(q))
+        k = self._separate_heads(self.k_proj(k))
+        v = self._separate_heads(self.v_proj(v))
+        attn = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        out = torch.softmax(attn, dim=-1) @ v
+        b, h, n, c = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+
+class MLPBlock(nn.Module):
+    def __init__(self, embedding_dim: int, mlp_dim: int, act: Callable[[], nn.Module] = nn.ReLU) -> None:
+        super().__init__()
+        self.lin1 = nn.Linear(embedding_dim, mlp_dim)
+        self.lin2 = nn.Linear(mlp_dim, embedding_dim)
+        self.act = act()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin2(self.act(self.lin1(x)))
+
+
+class MLP(nn.Module):
+    """``num_layers`` Linear layers with ReLU between them (``layers.0`` .. ``layers.N-1``)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.relu(x)
+        return x
+
+
+class CrossAttention(nn.Module):
+    """ROI queries: self-attention among ROIs, cross-attention to the level's channel tokens, MLP.
+
+    Each step is residual; LayerNorm after the first two (the seed's order).
+    """
+
+    def __init__(self, embedding_dim: int, num_heads: int, mlp_dim: int = 2048, downsample_rate: int = 2) -> None:
+        super().__init__()
+        self.self_attn = Attention(embedding_dim, num_heads)
+        self.norm1 = nn.LayerNorm(embedding_dim)
+        self.cross_attn = Attention(embedding_dim, num_heads, downsample_rate=downsample_rate)
+        self.norm2 = nn.LayerNorm(embedding_dim)
+        self.mlp = MLPBlock(embedding_dim, mlp_dim, nn.ReLU)
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """queries [B,Q,D], keys [B,N,D] -> [B,Q,D]."""
+        queries = self.norm1(queries + self.self_attn(queries, queries, queries))
+        queries = self.norm2(queries + self.cross_attn(queries, keys, keys))
+        return queries + self.mlp(queries)
+
+
+class MaskExtractor(nn.Module):
+    """The MFE: four feature levels + ROI masks + ROI crops -> a global and a local token per ROI.
+
+    Args:
+        level_channels: C_l of the four levels (192, 384, 768, 1536 for ConvNeXt-Large).
+        level_sizes: H_l = W_l of the four levels (128, 64, 32, 16 at 512 input).
+        crop_size: the local branch's square input; its tiny CNN divides by 16.
+        embed_dim, out_dim, num_heads, mlp_dim, downsample_rate: as the seed's constructor.
+        local_hidden: hidden width of the local MLP (512 in the seed).
+        with_mask_linear: keep the seed's unused ``mask_linear`` (only to load seed weights).
+    """
+
+    def __init__(
+        self,
+        level_channels: Sequence[int] = (192, 384, 768, 1536),
+        level_sizes: Sequence[int] = (128, 64, 32, 16),
+        crop_size: int = 512,
+        embed_dim: int = 1024,
+        out_dim: int = 4096,
+        num_heads: int = 8,
+        mlp_dim: int = 2048,
+        downsample_rate: int = 2,
+        local_hidden: int = 512,
+        with_mask_linear: bool = True,
+        mask_shape: int = 112,
+    ) -> None:
+        super().__init__()
+        if crop_size % 16:
+            raise ValueError(f"crop_size must be a multiple of 16, got {crop_size}")
+        self.level_sizes = list(level_sizes)
+        self.crop_size = crop_size
+        self.local_size = crop_size // 16
+        self.feat_linear = nn.Linear(embed_dim, out_dim)
+        self.cross_feat_linear = nn.Linear(embed_dim, out_dim)
+        if with_mask_linear:
+            self.mask_linear = MLP(mask_shape * mask_shape, embed_dim, out_dim, 3)
+        self.cross_att_res = CrossAttention(embed_dim, num_heads, mlp_dim, downsample_rate)
+        for name, c, s in zip(LEVEL_NAMES, level_channels, level_sizes):
+            setattr(self, name, nn.Linear(c, embed_dim))  # pooled ROI feature -> query
+            setattr(self, f"g_{name}", nn.Linear(s * s, embed_dim))  # one channel's map -> token
+        self.final_mlp = nn.Linear(2 * out_dim, out_dim)
+        self.global_vit = nn.Sequential(
+            nn.Conv2d(3, 5, 1), nn.GELU(), nn.AvgPool2d(4, 4),
+            nn.Conv2d(5, 1, 1), nn.GELU(), nn.AvgPool2d(4, 4),
+        )
+        local_dim = self.local_size * self.local_size
+        self.sa = Attention(local_dim, num_heads)
+        self.mlp = MLP(local_dim, local_hidden, out_dim, 3)
+
+    def forward(
+        self,
+        feats: Sequence[torch.Tensor],
+        masks: torch.Tensor,
+        crops: torch.Tensor,
+        pool: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = mask_pool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            feats: four maps [B,C_l,H_l,W_l].
+            masks: [B,Q,S,S] float, 1 inside the ROI.
+            crops: [B,Q,3,C,C] normalised bounding-box crops.
+            pool: the masked ROI pooling (stock ops by default; the fused kernel when asked).
+        Returns:
+            global tokens [B,Q,out_dim], local tokens [B,Q,out_dim].
+        """
+        pooled_sum = 0
+        attended_sum = 0
+        for i, name in enumerate(LEVEL_NAMES):
+            feat = feats[i].to(masks.dtype)
+            query = getattr(self, name)(pool(feat, masks))  # [B,Q,D]
+            tokens = getattr(self, f"g_{name}")(feat.flatten(2))  # [B,C_l,D]: one per channel
+            pooled_sum = pooled_sum + query
+            attended_sum = attended_sum + self.cross_att_res(query, tokens)
+        global_token = self.final_mlp(
+            torch.cat((self.cross_feat_linear(attended_sum), self.feat_linear(pooled_sum)), dim=-1)
+        )
+
+        b, q = crops.shape[:2]
+        local = self.global_vit(crops.flatten(0, 1))  # [B*Q,1,C/16,C/16]
+        local = local.reshape(b * q, 1, self.local_size * self.local_size)
+        local = self.mlp(self.sa(local, local, local).squeeze(1)).reshape(b, q, -1)
+        return global_token, local

@@ -1,0 +1,133 @@
+"""The whole model (tower + MFE + answer heads) and its preset registry.
+
+    >>> from seagull_edge.model import build_model
+    >>> model = build_model("edge-default")          # random weights
+    >>> feats = model.encode(image)                  # image [1,3,S,S]
+    >>> out = model.assess(feats, masks, crops)      # masks [1,Q,S,S], crops [1,Q,3,C,C]
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from seagull_edge.model.backbone import ConvNeXtTower
+from seagull_edge.model.heads import AnswerHeads
+from seagull_edge.model.mask_extractor import MaskExtractor, mask_pool
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything that fixes a model's shapes."""
+
+    name: str
+    timm_name: str
+    image_size: int
+    crop_size: int
+    embed_dim: int
+    out_dim: int
+    num_heads: int
+    mlp_dim: int
+    local_hidden: int
+    head_hidden: int
+    with_mask_linear: bool
+    description: str
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def register_preset(preset: Preset) -> Preset:
+    if preset.name in PRESETS:
+        raise ValueError(f"preset {preset.name!r} is already registered")
+    PRESETS[preset.name] = preset
+    return preset
+
+
+register_preset(Preset(
+    name="seagull-7b", timm_name="convnext_large", image_size=512, crop_size=512,
+    embed_dim=1024, out_dim=4096, num_heads=8, mlp_dim=2048, local_hidden=512, head_hidden=1024,
+    with_mask_linear=True,
+    description="The seed's shapes: OpenCLIP ConvNeXt-Large tower at 512 and SEAGULL-7B's MFE "
+                "(loads the released weights); answer heads instead of the LLM.",
+))
+register_preset(Preset(
+    name="edge-default", timm_name="convnext_atto", image_size=384, crop_size=256,
+    embed_dim=192, out_dim=384, num_heads=8, mlp_dim=384, local_hidden=256, head_hidden=256,
+    with_mask_linear=False,
+    description="The shipped default: ConvNeXt-Atto at 384, a narrow MFE, 256 px crops. "
+                "Sized for a Jetson Orin Nano and a 2-core CPU.",
+))
+register_preset(Preset(
+    name="edge-fast", timm_name="convnext_atto", image_size=256, crop_size=128,
+    embed_dim=128, out_dim=256, num_heads=8, mlp_dim=256, local_hidden=128, head_hidden=128,
+    with_mask_linear=False,
+    description="The smallest: ConvNeXt-Atto at 256, 128 px crops; for many ROIs per frame.",
+))
+
+
+def list_presets() -> list[str]:
+    return sorted(PRESETS)
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown preset {name!r}; known: {', '.join(list_presets())}") from None
+
+
+class SeagullEdge(nn.Module):
+    """Vision tower + Mask-based Feature Extractor + answer heads.
+
+    Split like SAM's predictor: :meth:`encode` runs once per image, :meth:`assess` once per batch
+    of ROIs. Submodule names match the released SEAGULL-7B where it has the same parts
+    (``mask_extractor``), so its keys map by prefix.
+    """
+
+    def __init__(self, preset: Preset) -> None:
+        super().__init__()
+        self.preset = preset
+        self.tower = ConvNeXtTower(preset.timm_name, preset.image_size)
+        self.mask_extractor = MaskExtractor(
+            level_channels=self.tower.channels,
+            level_sizes=self.tower.sizes,
+            crop_size=preset.crop_size,
+            embed_dim=preset.embed_dim,
+            out_dim=preset.out_dim,
+            num_heads=preset.num_heads,
+            mlp_dim=preset.mlp_dim,
+            local_hidden=preset.local_hidden,
+            with_mask_linear=preset.with_mask_linear,
+        )
+        self.heads = AnswerHeads(preset.out_dim, preset.head_hidden)
+        # The masked ROI pooling; stock torch ops (exported as stock ONNX ops) by default.
+        self.roi_pool_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = mask_pool
+
+    def encode(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """image [B,3,S,S] -> four maps [B,C_l,H_l,W_l]."""
+        return self.tower(image)
+
+    def assess(self, feats: Sequence[torch.Tensor], masks: torch.Tensor, crops: torch.Tensor) -> dict[str, torch.Tensor]:
+        """feats from :meth:`encode`, masks [B,Q,S,S], crops [B,Q,3,C,C] -> logits [B,Q,...]."""
+        global_token, local_token = self.mask_extractor(feats, masks, crops, pool=self.roi_pool_fn)
+        return self.heads(global_token, local_token)
+
+    def forward(self, image: torch.Tensor, masks: torch.Tensor, crops: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.assess(self.encode(image), masks, crops)
+
+    def config_dict(self) -> dict:
+        return asdict(self.preset)
+
+
+def build_model(preset: str | Preset = "edge-default", checkpoint: str | None = None, **kwargs) -> SeagullEdge:
+    """Build a model from a preset name; optionally load our safetensors checkpoint into it."""
+    model = SeagullEdge(get_preset(preset) if isinstance(preset, str) else preset, **kwargs)
+    if checkpoint is not None:
+        from seagull_edge.model.checkpoint import load_checkpoint
+
+        load_checkpoint(model, checkpoint)
+    return model.eval()

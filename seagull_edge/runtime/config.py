@@ -1,0 +1,144 @@
+"""``model.json``: what a model folder promises about its graphs, and the check that it keeps it.
+
+A model folder holds ``encoder.onnx``, ``assessor.onnx`` (optionally TensorRT ``*.engine`` files
+built from them) and ``model.json``. The runtime trusts nothing it has not checked: the JSON's
+fields, its vocabularies against :mod:`seagull_edge.vocab`, and (in the engines) the graphs'
+input and output shapes against these numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seagull_edge import vocab
+from seagull_edge.errors import ModelFileError
+
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+
+# CLIP normalisation, as the seed's CLIPImageProcessor.
+CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+ENCODER_OUTPUTS = ("feat0", "feat1", "feat2", "feat3")
+ASSESSOR_INPUTS = ("feat0", "feat1", "feat2", "feat3", "masks", "crops")
+ASSESSOR_OUTPUTS = ("quality_logits", "importance_logits", "distortion_logits", "severity_logits")
+
+
+@dataclass
+class ModelConfig:
+    """The contents of ``model.json``.
+
+    ``image_size`` S: the encoder's square input; ``crop_size`` C: the ROI crop's square size;
+    ``feature_channels`` / ``feature_sizes``: the four levels' C_l and H_l (= W_l).
+    """
+
+    preset: str
+    image_size: int
+    crop_size: int
+    feature_channels: list[int]
+    feature_sizes: list[int]
+    embed_dim: int
+    out_dim: int
+    roi_pool: str = "onnx"  # "onnx": stock ONNX ops; "custom": one seagull::MaskedRoiPool node
+    mean: list[float] = field(default_factory=lambda: list(CLIP_MEAN))
+    std: list[float] = field(default_factory=lambda: list(CLIP_STD))
+    vocabularies: dict[str, list[str]] = field(default_factory=lambda: dict(vocab.vocabularies()))
+    model_name: str = ""
+    trained: bool = False
+    files: dict[str, str] = field(
+        default_factory=lambda: {"encoder": "encoder.onnx", "assessor": "assessor.onnx"}
+    )
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.model_name or self.preset
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        path = Path(folder) / MODEL_JSON
+        atomic_write_text(path, self.to_json() + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = MODEL_JSON) -> "ModelConfig":
+        if not isinstance(data, dict):
+            raise ModelFileError(f"{source}: expected a JSON object")
+        known = set(cls.__dataclass_fields__)
+        required = {"preset", "image_size", "crop_size", "feature_channels", "feature_sizes",
+                    "embed_dim", "out_dim"}
+        missing = sorted(required - set(data))
+        if missing:
+            raise ModelFileError(f"{source}: missing field(s) {', '.join(missing)}")
+        cfg = cls(**{k: v for k, v in data.items() if k in known})
+        cfg.validate(source)
+        return cfg
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "ModelConfig":
+        path = Path(folder) / MODEL_JSON
+        if not path.is_file():
+            raise ModelFileError(f"{folder}: not a model folder (no {MODEL_JSON})")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelFileError(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_dict(data, str(path))
+
+    def validate(self, source: str = MODEL_JSON) -> None:
+        def bad(msg: str) -> ModelFileError:
+            return ModelFileError(f"{source}: {msg}")
+
+        if self.format_version != FORMAT_VERSION:
+            raise bad(f"format_version {self.format_version} is not supported (expected {FORMAT_VERSION})")
+        for key in ("image_size", "crop_size", "embed_dim", "out_dim"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value <= 0:
+                raise bad(f"{key} must be a positive integer, got {value!r}")
+        for key in ("feature_channels", "feature_sizes"):
+            value = getattr(self, key)
+            if not (isinstance(value, list) and len(value) == 4
+                    and all(isinstance(v, int) and v > 0 for v in value)):
+                raise bad(f"{key} must be a list of 4 positive integers, got {value!r}")
+        if self.crop_size % 16:
+            raise bad(f"crop_size must be a multiple of 16, got {self.crop_size}")
+        if self.roi_pool not in ("onnx", "custom"):
+            raise bad(f"roi_pool must be 'onnx' or 'custom', got {self.roi_pool!r}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise bad("mean and std must hold 3 numbers each, std positive")
+        expected = vocab.vocabularies()
+        for key, words in expected.items():
+            if list(self.vocabularies.get(key, [])) != list(words):
+                raise bad(f"vocabulary {key!r} is {self.vocabularies.get(key)!r}, "
+                          f"this seagull-edge expects {list(words)!r}")
+        for role in ("encoder", "assessor"):
+            if role not in self.files:
+                raise bad(f"files.{role} is missing")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file so that readers see the old file or the whole new one, never a part."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

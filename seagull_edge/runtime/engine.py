@@ -1,0 +1,137 @@
+"""Engines run the two graphs of a model folder. This file: the interface and onnxruntime.
+
+An engine is anything with ``config`` (:class:`ModelConfig`), ``backend`` (a name),
+``encode(image [1,3,S,S]) -> [feat0..feat3]`` and
+``assess(feats, masks [Q,S,S], crops [Q,3,C,C]) -> {output name: array [Q,...]}``.
+Backends that need torch or TensorRT live elsewhere and are found by name with importlib,
+so importing this module never loads them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from seagull_edge.errors import ModelFileError, SeagullInputError
+from seagull_edge.runtime.config import (ASSESSOR_INPUTS, ASSESSOR_OUTPUTS, ENCODER_OUTPUTS, MODEL_JSON,
+                                         ModelConfig)
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+
+
+class Engine(Protocol):
+    config: ModelConfig
+    backend: str
+
+    def encode(self, image: np.ndarray) -> list[np.ndarray]: ...
+
+    def assess(self, feats: Sequence[np.ndarray], masks: np.ndarray, crops: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+def resolve_model_dir(model: str | os.PathLike) -> Path:
+    """A model folder, or a file inside one (``model.json``, ``encoder.onnx``) -> the folder."""
+    path = Path(model)
+    if not path.exists():
+        raise ModelFileError(f"model {path}: no such file or folder")
+    folder = path if path.is_dir() else path.parent
+    if not (folder / MODEL_JSON).is_file():
+        raise ModelFileError(f"model {path}: not a model folder (no {MODEL_JSON}); make one with "
+                             "`seagull-edge export onnx`")
+    return folder
+
+
+class OnnxRuntimeEngine:
+    """Both graphs in onnxruntime sessions; CUDA when onnxruntime-gpu offers it, else CPU."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, model_dir: str | os.PathLike, providers: Sequence[str] | None = None,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.model_dir = resolve_model_dir(model_dir)
+        self.config = ModelConfig.load(self.model_dir)
+        if providers is None:
+            available = ort.get_available_providers()
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        self.providers = list(providers)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        self._encoder = self._session(ort, "encoder", options)
+        self._assessor = self._session(ort, "assessor", options)
+        self._check_io()
+
+    def _session(self, ort, role: str, options):
+        path = self.model_dir / self.config.files[role]
+        if not path.is_file():
+            raise ModelFileError(f"model {self.model_dir}: {path.name} is missing")
+        try:
+            return ort.InferenceSession(str(path), sess_options=options, providers=self.providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(f"model {path}: cannot load ({first[:200]})") from None
+
+    def _check_io(self) -> None:
+        cfg = self.config
+        enc_in = self._encoder.get_inputs()
+        if [i.name for i in enc_in] != ["image"] or list(enc_in[0].shape) != [1, 3, cfg.image_size, cfg.image_size]:
+            raise ModelFileError(f"model {self.model_dir}: encoder input is "
+                                 f"{[(i.name, i.shape) for i in enc_in]}, model.json says image [1,3,{cfg.image_size},{cfg.image_size}]")
+        enc_out = self._encoder.get_outputs()
+        if [o.name for o in enc_out] != list(ENCODER_OUTPUTS):
+            raise ModelFileError(f"model {self.model_dir}: encoder outputs {[o.name for o in enc_out]}, expected {list(ENCODER_OUTPUTS)}")
+        for o, c, s in zip(enc_out, cfg.feature_channels, cfg.feature_sizes):
+            if list(o.shape) != [1, c, s, s]:
+                raise ModelFileError(f"model {self.model_dir}: encoder output {o.name} is {o.shape}, "
+                                     f"model.json says [1,{c},{s},{s}]")
+        names = [i.name for i in self._assessor.get_inputs()]
+        if names != list(ASSESSOR_INPUTS):
+            raise ModelFileError(f"model {self.model_dir}: assessor inputs {names}, expected {list(ASSESSOR_INPUTS)}")
+        crops = self._assessor.get_inputs()[5].shape
+        if list(crops[1:]) != [3, cfg.crop_size, cfg.crop_size]:
+            raise ModelFileError(f"model {self.model_dir}: assessor crops input is {crops}, "
+                                 f"model.json says crop_size {cfg.crop_size}")
+        outs = [o.name for o in self._assessor.get_outputs()]
+        if outs != list(ASSESSOR_OUTPUTS):
+            raise ModelFileError(f"model {self.model_dir}: assessor outputs {outs}, expected {list(ASSESSOR_OUTPUTS)}")
+
+    def encode(self, image: np.ndarray) -> list[np.ndarray]:
+        return self._encoder.run(None, {"image": np.ascontiguousarray(image, dtype=np.float32)})
+
+    def assess(self, feats: Sequence[np.ndarray], masks: np.ndarray, crops: np.ndarray) -> dict[str, np.ndarray]:
+        feed = {f"feat{i}": f for i, f in enumerate(feats)}
+        feed["masks"] = np.ascontiguousarray(masks, dtype=np.float32)
+        feed["crops"] = np.ascontiguousarray(crops, dtype=np.float32)
+        return dict(zip(ASSESSOR_OUTPUTS, self._assessor.run(None, feed)))
+
+
+# Backends outside this file, found by name only when asked: "module:Class".
+EXTERNAL_BACKENDS = {
+    "tensorrt": "seagull_edge.runtime.trt_engine:TensorRTEngine",
+    "torch": "seagull_edge.model.engine:TorchEngine",
+}
+
+
+def load_engine(model: str | os.PathLike, backend: str = "auto") -> Engine:
+    """Open a model folder with the named backend (``auto``: onnxruntime, the one that always works)."""
+    if backend not in BACKENDS:
+        raise SeagullInputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend in ("auto", "onnxruntime"):
+        return OnnxRuntimeEngine(model)
+    module_name, class_name = EXTERNAL_BACKENDS[backend].split(":")
+    try:
+        if importlib.util.find_spec(module_name) is None:
+            raise SeagullInputError(f"backend {backend!r} is not part of this seagull-edge version yet; "
+                                    "use --backend onnxruntime")
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise SeagullInputError(f"backend {backend!r} needs the package {exc.name!r}, which is not installed; "
+                                "`seagull-edge doctor` says what is missing") from None
+    return getattr(module, class_name)(model)

@@ -1,0 +1,188 @@
+"""Image decoding and the seed's preprocessing, in numpy + OpenCV (no torch).
+
+Preprocessing (the torch twin is :mod:`seagull_edge.model.transforms`; a test keeps them equal):
+
+* image: RGB uint8 [H,W,3] -> resize to S x S (aspect not kept, as the seed) -> /255 ->
+  CLIP mean/std -> float32 [1,3,S,S];
+* masks: bool [Q,H,W] -> nearest resize to S x S -> ``> 0.1`` -> float32 [Q,S,S];
+* crops: each mask's tight bounding box cut from the full-resolution RGB image (the mask is not
+  applied, as the seed) -> resized and normalised like the image -> float32 [Q,3,C,C].
+
+The resize is separable: per axis, area averaging when shrinking (anti-aliased, so that fine
+noise and blur survive as they would in a larger view) and bilinear with half-pixel centres when
+enlarging. The seed resizes with PIL bicubic then bilinear; we chose area/bilinear because
+OpenCV does it in a few milliseconds on a 2-core CPU and torch can reproduce it exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from seagull_edge.errors import ImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+MAX_PIXELS = 1 << 28  # OpenCV's own decode limit (about 268 MP)
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to RGB uint8 [H,W,3].
+
+    Grayscale, RGBA (alpha dropped), palette and 16-bit images are converted, not refused.
+    Raises :class:`ImageError` for a missing, empty, corrupt or unsupported file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if data.size == 0:
+        raise ImageError(f"{path}: empty file")
+    return decode_image(data, str(path))
+
+
+def decode_image(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
+    """Decode encoded image bytes to RGB uint8 [H,W,3] (see :func:`load_image`)."""
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else data
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None
+    if img is None:
+        raise ImageError(f"{name}: not a decodable image (corrupt or unsupported format)")
+    return to_rgb_uint8(img, name, bgr=True)
+
+
+def to_rgb_uint8(img: np.ndarray, name: str = "<array>", bgr: bool = False) -> np.ndarray:
+    """Convert an image array of any common layout and depth to RGB uint8 [H,W,3].
+
+    Accepts [H,W], [H,W,1], [H,W,3], [H,W,4]; uint8, uint16, bool or float in [0, 1].
+    ``bgr`` says the channels are in OpenCV's order.
+    """
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)):
+        raise ImageError(f"{name}: unsupported image shape {img.shape}")
+    if img.shape[0] < 1 or img.shape[1] < 1:
+        raise ImageError(f"{name}: image has no pixels")
+    if img.dtype == np.uint8:
+        pass
+    elif img.dtype == np.bool_:
+        img = img.astype(np.uint8) * 255
+    elif img.dtype == np.uint16:
+        img = ((img.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    elif np.issubdtype(img.dtype, np.floating):
+        if not np.isfinite(img).all():
+            raise ImageError(f"{name}: image holds NaN or infinite values")
+        img = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+    else:
+        raise ImageError(f"{name}: unsupported pixel type {img.dtype}")
+    if img.ndim == 2:
+        return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
+    if img.shape[2] == 4:
+        img = img[:, :, :3]  # alpha is dropped: quality is judged on the colour channels
+    if bgr:
+        img = img[:, :, ::-1]
+    return np.ascontiguousarray(img)
+
+
+# ----------------------------------------------------------------------------- resizing
+
+
+def resize_weights(src: int, dst: int) -> np.ndarray:
+    """The [dst, src] matrix of one axis of :func:`resize`: area when shrinking, else bilinear.
+
+    Row i holds the weights of output pixel i; each row sums to 1. Used by the torch twin and
+    by the tests; the numpy path calls OpenCV, which computes the same weights.
+    """
+    if src <= 0 or dst <= 0:
+        raise ValueError(f"sizes must be positive, got {src} -> {dst}")
+    w = np.zeros((dst, src), dtype=np.float64)
+    if dst < src:  # area: output pixel i covers [i*s, (i+1)*s) of the input
+        s = src / dst
+        for i in range(dst):
+            lo, hi = i * s, (i + 1) * s
+            j0, j1 = int(np.floor(lo)), min(int(np.ceil(hi)), src)
+            for j in range(j0, j1):
+                w[i, j] = (min(hi, j + 1) - max(lo, j)) / s
+    else:  # bilinear, half-pixel centres, edges clamped (cv2.INTER_LINEAR, align_corners=False)
+        scale = src / dst
+        for i in range(dst):
+            x = max((i + 0.5) * scale - 0.5, 0.0)
+            x0 = min(int(np.floor(x)), src - 1)
+            frac = x - x0
+            x1 = min(x0 + 1, src - 1)
+            w[i, x0] += 1.0 - frac
+            w[i, x1] += frac
+    return w
+
+
+def resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize float32 [H,W,C] to [height,width,C], one axis at a time (see module doc)."""
+    h, w = img.shape[:2]
+    if w != width:
+        img = cv2.resize(img, (width, h), interpolation=cv2.INTER_AREA if width < w else cv2.INTER_LINEAR)
+    if h != height:
+        img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA if height < h else cv2.INTER_LINEAR)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    return img
+
+
+def normalize_chw(img: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """float32 [H,W,3] on the 0..255 scale -> normalised float32 [3,H,W]."""
+    scale = np.float32(1.0 / 255.0)
+    m = np.asarray(mean, dtype=np.float32)
+    s = np.asarray(std, dtype=np.float32)
+    out = (img * scale - m) / s
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def preprocess_image(rgb: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """RGB uint8 [H,W,3] -> float32 [1,3,S,S] for ``encoder.onnx``."""
+    resized = resize(rgb.astype(np.float32), size, size)
+    return normalize_chw(resized, mean, std)[None]
+
+
+def preprocess_masks(masks: np.ndarray, size: int) -> np.ndarray:
+    """bool [Q,H,W] -> float32 [Q,S,S]: nearest resize then ``> 0.1``, as the seed."""
+    masks = np.asarray(masks)
+    out = np.empty((masks.shape[0], size, size), dtype=np.float32)
+    for q, m in enumerate(masks):
+        r = cv2.resize(m.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST)
+        out[q] = r > 0.1
+    return out
+
+
+def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The tight box (x, y, w, h) of a bool [H,W] mask, inclusive of its last row and column.
+
+    (The seed's ``w = x_max - x_min`` drops the last column, and crashes on one-pixel masks.)
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+    return x0, y0, x1 - x0 + 1, y1 - y0 + 1
+
+
+def preprocess_crops(
+    rgb: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], size: int,
+    mean: Sequence[float], std: Sequence[float],
+) -> np.ndarray:
+    """Cut each (x, y, w, h) box from RGB uint8 [H,W,3] -> float32 [Q,3,C,C]."""
+    out = np.empty((len(boxes), 3, size, size), dtype=np.float32)
+    for q, (x, y, w, h) in enumerate(boxes):
+        crop = rgb[y:y + h, x:x + w].astype(np.float32)
+        out[q] = normalize_chw(resize(crop, size, size), mean, std)
+    return out

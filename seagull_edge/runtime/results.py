@@ -1,0 +1,128 @@
+"""Results: from the engine's logits to level words, scores, distortions, sentences and JSON.
+
+The JSON follows DESIGN.md (one object per image; ``stream`` writes one per line).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from seagull_edge import vocab
+
+DISTORTION_THRESHOLD = 0.5  # a type is reported when its probability reaches this
+
+
+@dataclass
+class LevelResult:
+    """A 5-level answer: the most likely word, the expected-level score in [0, 1], all probs."""
+
+    level: str
+    score: float
+    probs: dict[str, float]
+
+    @classmethod
+    def from_logits(cls, logits: np.ndarray, levels: Sequence[str]) -> "LevelResult":
+        p = vocab.softmax(logits)
+        return cls(level=levels[int(np.argmax(p))], score=float(vocab.expected_level_score(p)),
+                   probs={w: float(v) for w, v in zip(levels, p)})
+
+    def to_dict(self, digits: int = 4) -> dict[str, Any]:
+        return {"level": self.level, "score": round(self.score, digits),
+                "probs": {k: round(v, digits) for k, v in self.probs.items()}}
+
+
+@dataclass
+class Distortion:
+    type: str
+    severity: str
+    prob: float
+
+    def to_dict(self, digits: int = 4) -> dict[str, Any]:
+        return {"type": self.type, "severity": self.severity, "prob": round(self.prob, digits)}
+
+
+def distortions_from_logits(type_logits: np.ndarray, severity_logits: np.ndarray,
+                            threshold: float = DISTORTION_THRESHOLD) -> list[Distortion]:
+    """type_logits [6], severity_logits [6,5] -> the types judged present, most likely first."""
+    probs = vocab.sigmoid(type_logits)
+    sev = np.argmax(severity_logits, axis=-1)
+    present = [i for i in np.argsort(-probs, kind="stable") if probs[i] >= threshold]
+    return [Distortion(vocab.DISTORTION_TYPES[i], vocab.SEVERITY_LEVELS[int(sev[i])], float(probs[i]))
+            for i in present]
+
+
+@dataclass
+class RoiResult:
+    id: int
+    prompt: dict[str, Any]
+    bbox: list[int]  # x, y, w, h of the mask's tight box
+    area: int
+    quality: LevelResult | None = None
+    importance: LevelResult | None = None
+    distortions: list[Distortion] | None = None
+
+    @property
+    def answers(self) -> dict[str, str]:
+        out = {}
+        if self.quality is not None:
+            out["quality"] = vocab.quality_sentence(self.quality.level)
+        if self.importance is not None:
+            out["importance"] = vocab.importance_sentence(self.importance.level)
+        if self.distortions is not None:
+            out["distortion"] = vocab.distortion_sentence([(d.type, d.severity) for d in self.distortions])
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id, "prompt": self.prompt, "bbox": list(self.bbox), "area": self.area}
+        if self.quality is not None:
+            d["quality"] = self.quality.to_dict()
+        if self.importance is not None:
+            d["importance"] = self.importance.to_dict()
+        if self.distortions is not None:
+            d["distortions"] = [x.to_dict() for x in self.distortions]
+        d["answers"] = self.answers
+        return d
+
+
+@dataclass
+class AssessmentResult:
+    """Everything known about one image: its ROIs' answers and where the time went."""
+
+    image: str
+    width: int
+    height: int
+    model: str
+    backend: str
+    rois: list[RoiResult] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.image, "width": self.width, "height": self.height,
+            "model": self.model, "backend": self.backend,
+            "rois": [r.to_dict() for r in self.rois],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def summary(self) -> str:
+        """Human-readable lines, one block per ROI."""
+        lines = [f"{self.image} ({self.width}x{self.height}), model {self.model} on {self.backend}"]
+        for r in self.rois:
+            where = ", ".join(f"{k} {v}" for k, v in r.prompt.items())
+            lines.append(f"  ROI {r.id} [{where}] bbox {r.bbox}, {r.area} px")
+            for task, sentence in r.answers.items():
+                score = ""
+                if task == "quality" and r.quality is not None:
+                    score = f" (score {r.quality.score:.2f})"
+                elif task == "importance" and r.importance is not None:
+                    score = f" (score {r.importance.score:.2f})"
+                lines.append(f"    {task}: {sentence}{score}")
+        lines.append("  time: " + ", ".join(f"{k} {v:.1f} ms" for k, v in self.timings_ms.items()))
+        return "\n".join(lines)

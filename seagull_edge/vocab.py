@@ -1,0 +1,96 @@
+"""SEAGULL's answer vocabulary: level words, distortion types, scores and answer sentences.
+
+The level lists follow the authors' development code (``QUALITY_LEVEL``, ``IMPORTANCE_LEVEL``,
+``DIST_LEVEL``), worst first, so that a level's index is its rank. ``score`` is the expected
+level index over 4, as SEAGULL is scored (Q-Align style: probability-weighted level words).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+QUALITY_LEVELS: tuple[str, ...] = ("bad", "poor", "fair", "good", "excellent")
+IMPORTANCE_LEVELS: tuple[str, ...] = ("unimportant", "minor", "normal", "important", "essential")
+DISTORTION_TYPES: tuple[str, ...] = ("blur", "colorfulness", "noise", "compression", "contrast", "exposure")
+SEVERITY_LEVELS: tuple[str, ...] = ("mild", "light", "moderate", "considerable", "extreme")
+
+TASKS: tuple[str, ...] = ("quality", "importance", "distortion")
+
+# The instructions of the released model (demo/seagull_inference.py), kept for the VLM backend.
+INSTRUCTIONS: dict[str, str] = {
+    "quality": "Analyze the quality of this region.",
+    "importance": "Consider the impact of this region on the overall image quality. "
+    "Analyze its importance to the overall image quality.",
+    "distortion": "Provide the distortion type of this region.",
+}
+
+CLEAN_SENTENCE = "No obvious distortion is found in this region."
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # tanh form never overflows
+
+
+def expected_level_score(probs: np.ndarray) -> np.ndarray:
+    """Expected level index / (n_levels - 1), in [0, 1]. ``probs``: [..., n_levels]."""
+    probs = np.asarray(probs, dtype=np.float64)
+    n = probs.shape[-1]
+    return probs @ np.arange(n, dtype=np.float64) / (n - 1)
+
+
+def level_from_score(score: float, levels: Sequence[str]) -> str:
+    """The level word nearest to a score in [0, 1] (used for labels made from scores)."""
+    idx = int(np.clip(np.rint(score * (len(levels) - 1)), 0, len(levels) - 1))
+    return levels[idx]
+
+
+def quality_sentence(level: str) -> str:
+    if level not in QUALITY_LEVELS:
+        raise ValueError(f"unknown quality level {level!r}")
+    return f"The quality is {level}."
+
+
+def importance_sentence(level: str) -> str:
+    if level not in IMPORTANCE_LEVELS:
+        raise ValueError(f"unknown importance level {level!r}")
+    return f"This region is {level} to the overall quality."
+
+
+def distortion_sentence(distortions: Sequence[tuple[str, str]]) -> str:
+    """SEAGULL's phrasing for (type, severity) pairs, most likely first.
+
+    [] -> the clean sentence; [("blur", "moderate")] -> "With moderate blur distortion.";
+    three pairs -> "With moderate blur, mild noise and light contrast distortions."
+    """
+    if not distortions:
+        return CLEAN_SENTENCE
+    for dtype, sev in distortions:
+        if dtype not in DISTORTION_TYPES:
+            raise ValueError(f"unknown distortion type {dtype!r}")
+        if sev not in SEVERITY_LEVELS:
+            raise ValueError(f"unknown severity {sev!r}")
+    parts = [f"{sev} {dtype}" for dtype, sev in distortions]
+    if len(parts) == 1:
+        return f"With {parts[0]} distortion."
+    return f"With {', '.join(parts[:-1])} and {parts[-1]} distortions."
+
+
+def vocabularies() -> Mapping[str, Sequence[str]]:
+    """All vocabularies, as written into each model's ``model.json``."""
+    return {
+        "quality": list(QUALITY_LEVELS),
+        "importance": list(IMPORTANCE_LEVELS),
+        "distortion_types": list(DISTORTION_TYPES),
+        "severity": list(SEVERITY_LEVELS),
+    }
