@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import click
 import typer
 
 from seagull_edge.errors import SeagullInputError
@@ -22,6 +21,17 @@ app = typer.Typer(
 )
 export_app = typer.Typer(no_args_is_help=True, help="Export engines (ONNX).")
 app.add_typer(export_app, name="export")
+
+
+def _click_exceptions() -> list:
+    """The click exception modules in use: typer >= 0.2x vendors click as ``typer._click``."""
+    mods = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mods.append(__import__(name, fromlist=["UsageError"]))
+        except ImportError:
+            pass
+    return mods
 
 
 def _say(text: str) -> None:
@@ -90,8 +100,8 @@ def assess(
             failures += 1
             current = None
             _warn(f"error: entry {item.index}: {exc}")
-    if failures:
-        raise SeagullInputError(f"{failures} of {len(items)} batch entries failed")
+    if failures:  # each failed entry has had its own line on stderr
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -153,21 +163,39 @@ def export_onnx_cmd(
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the app and turns errors into exit codes."""
     debug = os.environ.get("SEAGULL_EDGE_DEBUG") == "1"
+    mods = _click_exceptions()
+
+    def classes(name: str, *extra: type) -> tuple[type, ...]:
+        return tuple(getattr(m, name) for m in mods if hasattr(m, name)) + extra
+
+    exit_exc = classes("Exit", typer.Exit)
+    no_args = classes("NoArgsIsHelpError")
+    usage_exc = classes("UsageError")
+    click_exc = classes("ClickException")
+    abort_exc = classes("Abort", KeyboardInterrupt)
     try:
-        app(args=argv, prog_name="seagull-edge", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+        import cv2
+
+        # OpenCV logs decoder warnings (e.g. a truncated PNG) on stderr; we report those ourselves.
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except (ImportError, AttributeError):
+        pass
+    try:
+        # Not standalone: click then returns (rather than exits with) a typer.Exit's code.
+        code = app(args=argv, prog_name="seagull-edge", standalone_mode=False)
+    except exit_exc as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.NoArgsIsHelpError as exc:  # `seagull-edge` alone: help, not an error
+    except no_args as exc:  # `seagull-edge` alone: help, not an error
         _say(exc.ctx.get_help() if exc.ctx else str(exc))
         sys.exit(0)
-    except click.UsageError as exc:
+    except usage_exc as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
         _warn(f"error: {exc.format_message()}{hint}")
         sys.exit(2)
-    except click.ClickException as exc:
+    except click_exc as exc:
         _warn(f"error: {exc.format_message()}")
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except abort_exc:
         _warn("interrupted")
         sys.exit(130)
     except SeagullInputError as exc:
@@ -183,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         first = str(exc).splitlines()[0] if str(exc) else ""
         _warn(f"error: internal failure: {type(exc).__name__}: {first} (SEAGULL_EDGE_DEBUG=1 shows the traceback)")
         sys.exit(1)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -51,14 +51,52 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 def decode_image(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
     """Decode encoded image bytes to RGB uint8 [H,W,3] (see :func:`load_image`)."""
+    return to_rgb_uint8(imdecode(data, name), name, bgr=True)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def imdecode(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
+    """``cv2.imdecode(..., IMREAD_UNCHANGED)`` that raises :class:`ImageError` instead of returning None.
+
+    A PNG's chunk structure is checked first: libpng reports a truncated or damaged PNG by
+    printing to the process's stderr before OpenCV gives up, which a CLI must not show.
+    """
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else data
+    head = buf[:8].tobytes()
+    if head == PNG_SIGNATURE:
+        problem = png_structure_problem(buf.tobytes())
+        if problem:
+            raise ImageError(f"{name}: not a decodable image (damaged PNG: {problem})")
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error:
         img = None
     if img is None:
         raise ImageError(f"{name}: not a decodable image (corrupt or unsupported format)")
-    return to_rgb_uint8(img, name, bgr=True)
+    return img
+
+
+def png_structure_problem(data: bytes) -> str | None:
+    """Walk a PNG's chunks (length, type, CRC) up to IEND; say what is wrong, or None."""
+    import zlib
+
+    pos = 8
+    while True:
+        if pos + 12 > len(data):
+            return "file is truncated"
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        ctype = data[pos + 4:pos + 8]
+        end = pos + 12 + length
+        if length > 0x7FFFFFFF or end > len(data):
+            return "file is truncated"
+        crc = int.from_bytes(data[end - 4:end], "big")
+        if zlib.crc32(data[pos + 4:end - 4]) != crc:
+            return f"checksum error in chunk {ctype.decode('latin-1')!r}"
+        if ctype == b"IEND":
+            return None
+        pos = end
 
 
 def to_rgb_uint8(img: np.ndarray, name: str = "<array>", bgr: bool = False) -> np.ndarray:

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 
-from seagull_edge.errors import PromptError
+from seagull_edge.errors import ImageError, PromptError
+from seagull_edge.runtime.image import imdecode
 
 POINT_BOX_FRACTION = 0.125
 POINT_BOX_MIN = 16
@@ -122,9 +122,12 @@ def load_mask_png(path: str | os.PathLike, width: int, height: int) -> Roi:
     if not path.is_file():
         raise PromptError(f"mask {path}: no such file")
     data = np.fromfile(path, dtype=np.uint8)
-    m = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if m is None:
-        raise PromptError(f"mask {path}: not a decodable image")
+    try:
+        if not data.size:
+            raise ImageError(f"{path}: not a decodable image (empty file)")
+        m = imdecode(data, str(path))
+    except ImageError as exc:
+        raise PromptError(f"mask {exc}") from None
     if m.ndim == 3 and m.shape[2] == 4:
         m = m[:, :, 3] if (m[:, :, 3] < 255).any() else m[:, :, :3]  # an alpha matte is the mask
     roi = mask_to_roi(m, width, height, name=str(path))
@@ -153,6 +156,8 @@ def rle_to_roi(rle: str | dict | bytes, width: int, height: int, name: str = "rl
             or [int(s) if isinstance(s, (int, float)) else -1 for s in size] != [height, width]):
         raise PromptError(f"{name}: RLE size {size!r} does not match the {width}x{height} image")
     counts = obj["counts"]
+    if isinstance(counts, bytes):  # as pycocotools.mask.encode returns it
+        counts = counts.decode("ascii", errors="replace")
     try:
         if isinstance(counts, list):
             if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != height * width:
