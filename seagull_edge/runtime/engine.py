@@ -64,6 +64,9 @@ class OnnxRuntimeEngine:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        # Two sessions run in turn: idle threads of one that spin-wait would steal the cores
+        # the other needs (seen as a 2x slower encoder on a 2-core CPU).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._encoder = self._session(ort, "encoder", options)
         self._assessor = self._session(ort, "assessor", options)
         self._check_io()
