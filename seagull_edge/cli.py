@@ -127,6 +127,116 @@ def doctor() -> None:
         console.print(f"backend {name}: {state}")
 
 
+def _progress_bar(description: str):
+    """A rich progress bar on stderr (stdout stays clean for data)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    TextColumn("{task.fields[info]}"), console=Console(stderr=True), transient=False)
+
+
+def _training_import(what: str):
+    try:
+        return __import__(f"seagull_edge.training.{what}", fromlist=["_"])
+    except ModuleNotFoundError as exc:
+        raise SeagullInputError(f"this command needs {exc.name}: pip install 'seagull-edge[train]'") from None
+
+
+@app.command()
+def synth(
+    out: Path = typer.Option(..., "--out", help="Output folder (images/ + manifest-i-of-N.jsonl)."),
+    images: List[Path] = typer.Option([], "--images", help="Extra folder of source photographs (repeatable)."),
+    split: str = typer.Option("train", "--split", help="Built-in photographs to use: train | heldout | all."),
+    no_builtin: bool = typer.Option(False, "--no-builtin", help="Use only --images folders."),
+    per_image: int = typer.Option(50, "--per-image", min=1, help="Samples per source photograph."),
+    rois: int = typer.Option(6, "--rois", min=1, help="ROIs per sample."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same data)."),
+    shard: str = typer.Option("0/1", "--shard", help="Make shard i of N (i/N)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
+) -> None:
+    """Synthesise a SEAGULL-100w-style training set (resumable: rerun the same command)."""
+    synth_mod = _training_import("synth")
+    sources_mod = _training_import("sources")
+    try:
+        shard_t = synth_mod.parse_shard(shard)
+    except ValueError as exc:
+        raise SeagullInputError(str(exc)) from None
+    sources = sources_mod.gather_sources(images, split=split, builtin=not no_builtin)
+    cfg = synth_mod.SynthConfig(per_image=per_image, seed=seed, rois_per_sample=rois)
+    with _progress_bar("synth") as bar:
+        task = bar.add_task("synth", total=None, info="")
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        manifest = synth_mod.synthesize(sources, out, cfg, shard=shard_t, workers=workers, progress=progress)
+    _warn(f"wrote {manifest}")
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., "--data", help="Folder made by `seagull-edge synth`."),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, state)."),
+    preset: str = typer.Option("edge-default", "--preset"),
+    steps: int = typer.Option(2000, "--steps", min=1),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    rois: int = typer.Option(6, "--rois", min=1, help="ROIs per image per step."),
+    lr: float = typer.Option(1e-3, "--lr"),
+    workers: int = typer.Option(2, "--workers", min=0, help="Data-loading processes."),
+    freeze_tower: bool = typer.Option(False, "--freeze-tower", help="Train the MFE and heads only."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train a model on synthesised data (torchrun-ready; checkpoints in safetensors)."""
+    train_mod = _training_import("train")
+    cfg = train_mod.TrainConfig(data=str(data), out=str(out), preset=preset, steps=steps, batch_size=batch_size,
+                                rois=rois, lr=lr, workers=workers, freeze_tower=freeze_tower, seed=seed,
+                                init=str(init) if init else "")
+    if resume and not (out / "state.json").exists():
+        raise SeagullInputError(f"--resume: {out} holds no run to resume (no state.json)")
+    with _progress_bar("train") as bar:
+        task = bar.add_task("train", total=steps, info="")
+
+        def progress(step: int, total: int, info: dict) -> None:
+            bar.update(task, completed=step, info=f"loss {info['loss']:.3f} q {info['quality']:.3f} "
+                       f"i {info['importance']:.3f} t {info['types']:.3f} s {info['severity']:.3f} "
+                       f"{info['s_per_step']:.2f}s/step")
+
+        path = train_mod.train(cfg, resume=resume, log=_warn, progress=progress)
+    _warn(f"wrote {path}")
+
+
+@app.command("eval")
+def eval_cmd(
+    data: Path = typer.Option(..., "--data", help="Folder made by `seagull-edge synth`."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the embedded model)."),
+    split: str = typer.Option("heldout", "--split", help="Which samples: heldout | train | user | all."),
+    backend: str = typer.Option("auto", "--backend"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many images."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON here."),
+) -> None:
+    """Evaluate a model folder: SROCC/PLCC for quality and importance, P/R/F1 for types and severity."""
+    evaluate_mod = _training_import("evaluate")
+    metrics_mod = _training_import("metrics")
+    from seagull_edge.runtime.config import atomic_write_text
+
+    splits = None if split == "all" else (split,)
+    with _progress_bar("eval") as bar:
+        task = bar.add_task("eval", total=None, info="")
+        result = evaluate_mod.evaluate_model(model, data, splits, backend=backend, limit=limit,
+                                             progress=lambda n, t: bar.update(task, completed=n, total=t))
+    _say(metrics_mod.format_table(result))
+    loc = result["localization"]
+    _say(f"localization: distorted ROI below a clean ROI of the same image in "
+         f"{100 * loc['distorted_below_clean']:.1f} % of {loc['pairs']} pairs")
+    if json_out:
+        import json
+
+        atomic_write_text(json_out, json.dumps(result, indent=2, default=str) + "\n")
+
+
 @export_app.command("onnx")
 def export_onnx_cmd(
     out: Path = typer.Option(..., "--out", help="Model folder to write (encoder.onnx, assessor.onnx, model.json)."),

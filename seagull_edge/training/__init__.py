@@ -1,0 +1,4 @@
+"""Training: data synthesis (distortions, ROIs, FR-IQA labels), dataset readers, train loop, metrics.
+
+Needs the ``train`` extra (torch, timm, scikit-image, piq).
+"""
