@@ -200,9 +200,11 @@ def train(
         task = bar.add_task("train", total=steps, info="")
 
         def progress(step: int, total: int, info: dict) -> None:
-            bar.update(task, completed=step, info=f"loss {info['loss']:.3f} q {info['quality']:.3f} "
-                       f"i {info['importance']:.3f} t {info['types']:.3f} s {info['severity']:.3f} "
-                       f"{info['s_per_step']:.2f}s/step")
+            text = (f"loss {info['loss']:.3f} q {info['quality']:.3f} i {info['importance']:.3f} "
+                    f"t {info['types']:.3f} s {info['severity']:.3f} {info['s_per_step']:.2f}s/step")
+            bar.update(task, completed=step, info=text)
+            if not sys.stderr.isatty() and (step % 25 == 0 or step == total):
+                _warn(f"step {step}/{total} {text}")  # a log file gets plain lines, not a live bar
 
         path = train_mod.train(cfg, resume=resume, log=_warn, progress=progress)
     _warn(f"wrote {path}")

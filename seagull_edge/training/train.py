@@ -184,7 +184,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
             scaler.update()
             sched.step()
             step += 1
-            info = {k: float(v) for k, v in parts.items()} | {"loss": float(loss), "lr": sched.get_last_lr()[0],
+            info = {k: v.item() for k, v in parts.items()} | {"loss": loss.item(), "lr": sched.get_last_lr()[0],
                                                                "s_per_step": (time.time() - t0) / (step - first_step)}
             if progress and rank == 0:
                 progress(step, cfg.steps, info)
