@@ -246,8 +246,12 @@ def export_onnx_cmd(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Our safetensors checkpoint to export."),
     random_init: bool = typer.Option(False, "--random-init", help="Export random weights (for trying the pipeline)."),
     seed: int = typer.Option(0, "--seed", help="Random seed for --random-init."),
+    roi_pool: str = typer.Option("onnx", "--roi-pool",
+                                 help="Masked ROI pooling as stock ONNX ops (onnx) or one seagull::MaskedRoiPool node (custom)."),
 ) -> None:
     """Export a model folder for the runtime."""
+    if roi_pool not in ("onnx", "custom"):
+        raise SeagullInputError(f"--roi-pool {roi_pool!r}: choose onnx or custom")
     if (checkpoint is None) == (not random_init):
         raise SeagullInputError("give exactly one of --checkpoint FILE or --random-init")
     try:
@@ -268,7 +272,7 @@ def export_onnx_cmd(
     model = build_model(preset)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
-    cfg = export_onnx(model, out, trained=checkpoint is not None)
+    cfg = export_onnx(model, out, trained=checkpoint is not None, roi_pool=roi_pool)
     _warn(f"wrote {out}/{cfg.files['encoder']}, {cfg.files['assessor']}, model.json (preset {preset})")
 
 

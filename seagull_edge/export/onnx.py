@@ -79,24 +79,46 @@ def _export(module: nn.Module, args: tuple, path: Path, input_names: Iterable[st
 
 
 def export_onnx(model: SeagullEdge, out_dir: str | Path, model_name: str = "", trained: bool = False,
-                check: bool = True) -> ModelConfig:
+                check: bool = True, roi_pool: str = "onnx") -> ModelConfig:
     """Write ``encoder.onnx``, ``assessor.onnx`` and ``model.json`` into ``out_dir``.
 
-    ``model.json`` is written last, so a folder that has it holds both complete graphs.
+    ``roi_pool``: ``"onnx"`` exports masked ROI pooling as stock ONNX ops; ``"custom"`` as one
+    ``seagull::MaskedRoiPool`` node (for the TensorRT plugin) that also carries its stock-op
+    definition as an ONNX function (so onnxruntime runs it too). ``model.json`` is written
+    last, so a folder that has it holds both complete graphs.
     """
     import onnx
 
+    if roi_pool not in ("onnx", "custom"):
+        raise ValueError(f"roi_pool must be 'onnx' or 'custom', got {roi_pool!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     cfg = model_config(model, model_name, trained)
+    cfg.roi_pool = roi_pool
     image, feats, masks, crops = example_inputs(model)
+    assessor_path = out_dir / cfg.files["assessor"]
+    previous = model.roi_pool
     with torch.no_grad():
         _export(EncoderGraph(model), (image,), out_dir / cfg.files["encoder"], ["image"], ENCODER_OUTPUTS, {})
         q_axis = {"masks": {0: "num_rois"}, "crops": {0: "num_rois"}}
         q_axis.update({name: {0: "num_rois"} for name in ASSESSOR_OUTPUTS})
-        _export(AssessorGraph(model), (*feats, masks, crops), out_dir / cfg.files["assessor"],
-                ASSESSOR_INPUTS, ASSESSOR_OUTPUTS, q_axis)
+        try:
+            if roi_pool == "custom":
+                from seagull_edge.export import custom_op
+                from seagull_edge.kernels import torch_op  # noqa: F401  (registers the op)
+
+                torch.onnx.register_custom_op_symbolic("seagull::masked_roi_pool", custom_op.symbolic, OPSET)
+                model.roi_pool = "fused"
+            _export(AssessorGraph(model), (*feats, masks, crops), assessor_path,
+                    ASSESSOR_INPUTS, ASSESSOR_OUTPUTS, q_axis)
+        finally:
+            model.roi_pool = previous
+    if roi_pool == "custom":
+        graph = custom_op.attach_function(onnx.load(str(assessor_path)), OPSET)
+        tmp = assessor_path.with_name(f".{assessor_path.name}.tmp")
+        onnx.save(graph, str(tmp))
+        tmp.replace(assessor_path)
     if check:
         for role in ("encoder", "assessor"):
             onnx.checker.check_model(str(out_dir / cfg.files[role]))

@@ -32,6 +32,11 @@ def mask_pool(feat: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bchw,bqhw->bqc", feat, masks / denom)
 
 
+def pool_levels(feats: Sequence[torch.Tensor], masks: torch.Tensor) -> list[torch.Tensor]:
+    """:func:`mask_pool` for each level with stock ops (the fused kernel replaces all four at once)."""
+    return [mask_pool(f.to(masks.dtype), masks) for f in feats]
+
+
 class Attention(nn.Module):
     """Multi-head attention with an optional internal downsampling (SAM's ``Attention``)."""
 
@@ -164,22 +169,24 @@ class MaskExtractor(nn.Module):
         feats: Sequence[torch.Tensor],
         masks: torch.Tensor,
         crops: torch.Tensor,
-        pool: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = mask_pool,
+        pool: Callable[[Sequence[torch.Tensor], torch.Tensor], list[torch.Tensor]] = pool_levels,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
             feats: four maps [B,C_l,H_l,W_l].
             masks: [B,Q,S,S] float, 1 inside the ROI.
             crops: [B,Q,3,C,C] normalised bounding-box crops.
-            pool: the masked ROI pooling (stock ops by default; the fused kernel when asked).
+            pool: the masked ROI pooling of all four levels (stock ops by default; the fused
+                ``torch.ops.seagull.masked_roi_pool`` when the model is asked for it).
         Returns:
             global tokens [B,Q,out_dim], local tokens [B,Q,out_dim].
         """
         pooled_sum = 0
         attended_sum = 0
+        pooled = pool(feats, masks)  # four [B,Q,C_l]
         for i, name in enumerate(LEVEL_NAMES):
             feat = feats[i].to(masks.dtype)
-            query = getattr(self, name)(pool(feat, masks))  # [B,Q,D]
+            query = getattr(self, name)(pooled[i].to(masks.dtype))  # [B,Q,D]
             tokens = getattr(self, f"g_{name}")(feat.flatten(2))  # [B,C_l,D]: one per channel
             pooled_sum = pooled_sum + query
             attended_sum = attended_sum + self.cross_att_res(query, tokens)

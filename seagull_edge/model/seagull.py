@@ -16,7 +16,7 @@ from torch import nn
 
 from seagull_edge.model.backbone import ConvNeXtTower
 from seagull_edge.model.heads import AnswerHeads
-from seagull_edge.model.mask_extractor import MaskExtractor, mask_pool
+from seagull_edge.model.mask_extractor import MaskExtractor, pool_levels
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,26 @@ class SeagullEdge(nn.Module):
             with_mask_linear=preset.with_mask_linear,
         )
         self.heads = AnswerHeads(preset.out_dim, preset.head_hidden)
-        # The masked ROI pooling; stock torch ops (exported as stock ONNX ops) by default.
-        self.roi_pool_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = mask_pool
+        self.roi_pool = "stock"
+
+    @property
+    def roi_pool(self) -> str:
+        """``"stock"``: torch ops (exported as stock ONNX ops); ``"fused"``: the custom op
+        ``torch.ops.seagull.masked_roi_pool`` (the CUDA kernel on GPU; one ONNX node)."""
+        return self._roi_pool
+
+    @roi_pool.setter
+    def roi_pool(self, value: str) -> None:
+        if value not in ("stock", "fused"):
+            raise ValueError(f"roi_pool must be 'stock' or 'fused', got {value!r}")
+        self._roi_pool = value
+
+    def _pool_levels(self) -> Callable:
+        if self._roi_pool == "fused":
+            from seagull_edge.kernels.torch_op import pool_levels_fused
+
+            return pool_levels_fused
+        return pool_levels
 
     def encode(self, image: torch.Tensor) -> list[torch.Tensor]:
         """image [B,3,S,S] -> four maps [B,C_l,H_l,W_l]."""
@@ -113,7 +131,7 @@ class SeagullEdge(nn.Module):
 
     def assess(self, feats: Sequence[torch.Tensor], masks: torch.Tensor, crops: torch.Tensor) -> dict[str, torch.Tensor]:
         """feats from :meth:`encode`, masks [B,Q,S,S], crops [B,Q,3,C,C] -> logits [B,Q,...]."""
-        global_token, local_token = self.mask_extractor(feats, masks, crops, pool=self.roi_pool_fn)
+        global_token, local_token = self.mask_extractor(feats, masks, crops, pool=self._pool_levels())
         return self.heads(global_token, local_token)
 
     def forward(self, image: torch.Tensor, masks: torch.Tensor, crops: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -123,9 +141,11 @@ class SeagullEdge(nn.Module):
         return asdict(self.preset)
 
 
-def build_model(preset: str | Preset = "edge-default", checkpoint: str | None = None, **kwargs) -> SeagullEdge:
+def build_model(preset: str | Preset = "edge-default", checkpoint: str | None = None,
+                roi_pool: str = "stock") -> SeagullEdge:
     """Build a model from a preset name; optionally load our safetensors checkpoint into it."""
-    model = SeagullEdge(get_preset(preset) if isinstance(preset, str) else preset, **kwargs)
+    model = SeagullEdge(get_preset(preset) if isinstance(preset, str) else preset)
+    model.roi_pool = roi_pool
     if checkpoint is not None:
         from seagull_edge.model.checkpoint import load_checkpoint
 
