@@ -167,7 +167,7 @@ def rle_to_roi(rle: str | dict | bytes, width: int, height: int, name: str = "rl
             if not counts or any(ord(c) < 48 or ord(c) > 111 for c in counts):
                 raise ValueError("compressed counts use characters '0'..'o' only")
             # Checked in Python first: pycocotools trusts the runs and would decode garbage.
-            total = _rle_total(counts, name)
+            total = rle_total(counts)
             if total != height * width:
                 raise ValueError(f"its runs cover {total} pixels, the image has {height * width}")
             rle_obj = {"size": [height, width], "counts": counts.encode("ascii")}
@@ -181,7 +181,7 @@ def rle_to_roi(rle: str | dict | bytes, width: int, height: int, name: str = "rl
     return roi
 
 
-def _rle_total(counts: str, name: str = "rle") -> int:
+def rle_total(counts: str) -> int:
     """Sum of the runs of a compressed COCO counts string (decoded as pycocotools does)."""
     runs: list[int] = []
     p = 0

@@ -75,6 +75,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from seagull_edge.errors import SeagullInputError
+from seagull_edge.runtime.prompts import rle_total
 
 __all__ = [
     "FOLDER_TO_TYPE", "DIST_DIR", "REF_DIR", "LABELS_DIR", "ROIS_LABELS", "SCORES_LABELS", "NAME_FIELDS",
@@ -487,30 +488,6 @@ def _image_size(path: Path) -> tuple[int, int]:
     return int(im.shape[0]), int(im.shape[1])
 
 
-def _rle_total(counts: str) -> int:
-    """Sum of the runs of a compressed COCO counts string (decoded as pycocotools does)."""
-    runs: list[int] = []
-    p = 0
-    while p < len(counts):
-        x, k, more = 0, 0, True
-        while more:
-            if p >= len(counts):
-                raise ValueError("truncated counts string")
-            c = ord(counts[p]) - 48
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and (c & 0x10):
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        if x < 0:
-            raise ValueError("negative run length")
-        runs.append(x)
-    return sum(runs)
-
-
 def _size_of(*sources: Any) -> tuple[int, int] | None:
     for s in sources:
         if isinstance(s, dict):
@@ -557,7 +534,7 @@ def _decode_mask(roi: dict, entry: dict, img: Seagull100wImage, where: str) -> n
             elif isinstance(counts, str):
                 if not counts or any(ord(c) < 48 or ord(c) > 111 for c in counts):
                     raise ValueError("compressed counts use the characters '0'..'o' only")
-                total = _rle_total(counts)
+                total = rle_total(counts)
                 if total != h * w:
                     raise ValueError(f"its runs cover {total} pixels, the mask has {h}*{w}")
                 rle = {"size": [h, w], "counts": counts.encode("ascii")}
