@@ -332,3 +332,13 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, bad_files, model_dir, e
     proc = run_cli(*build(bad_files, model_dir, example_image), cwd=tmp_path)
     assert_bad_input(proc, *needles)
     assert proc.stdout.strip() == ""
+
+
+def test_assess_without_model_when_none_embedded(example_image, tmp_path):
+    from seagull_edge.runtime.pipeline import DEFAULT_MODEL_DIR
+
+    if (DEFAULT_MODEL_DIR / "model.json").is_file():
+        pytest.skip(f"a default model is embedded in {DEFAULT_MODEL_DIR}; the no-model error cannot happen")
+    proc = run_cli("assess", example_image, "--json", cwd=tmp_path)
+    assert_bad_input(proc, "model")
+    assert proc.stdout.strip() == ""

@@ -111,3 +111,12 @@ def test_runtime_never_imports_torch(model_dir, example_image):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_missing_default_model_is_reported(monkeypatch, tmp_path):
+    from seagull_edge.errors import ModelFileError
+    from seagull_edge.runtime import pipeline
+
+    monkeypatch.setattr(pipeline, "DEFAULT_MODEL_DIR", tmp_path)
+    with pytest.raises(ModelFileError, match="no default model"):
+        Assessor.from_pretrained()
