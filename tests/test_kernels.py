@@ -717,3 +717,20 @@ def test_gpu_matches_stock_ops_and_is_deterministic(rng):
     for x, y, s in zip(a, b, stock):
         assert torch.equal(x, y)  # split reductions run in a fixed order
         torch.testing.assert_close(x, s, rtol=1e-4, atol=1e-5)
+
+
+@needs_nvrtc
+def test_compiling_leaves_the_interpreter_intact(kcache):
+    """NVRTC writes its log into the buffer it is given; with an empty log that buffer has one
+    byte, and a one-byte ``bytes`` is an interned singleton: writing into it once corrupted
+    ``b" "`` for the whole process (torch.save then wrote unreadable files). Keep it fixed."""
+    import io
+
+    import torch
+
+    knv.compile_ptx("sm_90", source=knv.kernel_source() + "\n// fresh cache key\n")
+    assert b" " == bytes([32]) and b"\0" == bytes([0])
+    buf = io.BytesIO()
+    torch.save({"a": torch.arange(6.0)}, buf)
+    buf.seek(0)
+    assert torch.equal(torch.load(buf, weights_only=True)["a"], torch.arange(6.0))

@@ -301,7 +301,7 @@ def _nvrtc_build(kind: str, source: str, name: str, options: Sequence[str]) -> t
         opts = [o.encode() for o in options]
         (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
         size = _nvrtc_check(nvrtc.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
-        buf = b" " * int(size)
+        buf = bytearray(int(size))  # never bytes: b" " * 1 is the interned b" ", which NVRTC would overwrite
         _nvrtc_check(nvrtc.nvrtcGetProgramLog(prog, buf), "nvrtcGetProgramLog")
         log = buf.rstrip(b"\0").decode(errors="replace").strip()
         if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
@@ -312,11 +312,11 @@ def _nvrtc_build(kind: str, source: str, name: str, options: Sequence[str]) -> t
             )
         if kind == "ptx":
             size = _nvrtc_check(nvrtc.nvrtcGetPTXSize(prog), "nvrtcGetPTXSize")
-            out = b" " * int(size)
+            out = bytearray(int(size))
             _nvrtc_check(nvrtc.nvrtcGetPTX(prog, out), "nvrtcGetPTX")
-            return out.rstrip(b"\0"), log
+            return bytes(out).rstrip(b"\0"), log
         size = _nvrtc_check(nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
-        out = b" " * int(size)
+        out = bytearray(int(size))
         _nvrtc_check(nvrtc.nvrtcGetCUBIN(prog, out), "nvrtcGetCUBIN")
         return bytes(out), log
     finally:
