@@ -50,11 +50,11 @@ import math
 import os
 import re
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
+from seagull_edge.fileio import atomic_write_bytes
 
 __all__ = [
     "KERNEL_SOURCE_PATH", "ENTRY_NAMES", "THREADS", "TILE_C", "TILE_K", "MAX_LEVELS", "TQ_CHOICES",
@@ -274,23 +274,6 @@ def _cache_key(kind: str, arch: int, source: str, options: Sequence[str], versio
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _nvrtc_build(kind: str, source: str, name: str, options: Sequence[str]) -> tuple[bytes, str]:
     """Compile with NVRTC; returns (PTX without its trailing NUL, or cubin) and the program log."""
     nvrtc = _nvrtc()
@@ -369,7 +352,7 @@ def _compile(kind: str, arch: str | int | tuple[int, int], *, source: str | None
             continue
         if cache:
             try:
-                _atomic_write(path, data)
+                atomic_write_bytes(path, data)
             except OSError:  # read-only home etc.: compile again next time
                 pass
         return data

@@ -74,6 +74,8 @@ import threading
 from pathlib import Path
 from typing import Any, List, Sequence, Tuple, Union
 
+from seagull_edge.fileio import atomic_write_bytes
+
 from seagull_edge.kernels.nvrtc import (
     THREADS, TILE_C, TQ_CHOICES, MaskedRoiPoolKernel, compile_ptx, kernel_source, normalize_arch,
     plan_launch, supported_archs,
@@ -802,23 +804,6 @@ def _count_unannotated(path: Path, namespace: str) -> Union[int, None]:
 # ------------------------------------------------------------------------------------------------
 # engine builder
 
-def _atomic_write_bytes(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(memoryview(data))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _roi_profile(network, max_rois: int, opt_rois: int) -> list:
     """(name, min, opt, max) for every dynamic network input; only the num_rois axis (dim 0) of
     ``masks`` / ``crops`` may be dynamic."""
@@ -920,7 +905,7 @@ def build_engine(onnx_path: Union[str, Path], engine_path: Union[str, Path], fp1
         if plan is None:
             raise RuntimeError(f"TensorRT {feats['version']} could not build an engine from {onnx_path} "
                                "(see the TensorRT log above)")
-        _atomic_write_bytes(engine_path, plan)
+        atomic_write_bytes(engine_path, plan)
     log.info("wrote %s (TensorRT %s, %s, plugin route %s)", engine_path, feats["version"], precision, route)
     return {
         "engine": engine_path,

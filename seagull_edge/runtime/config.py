@@ -16,6 +16,7 @@ from typing import Any
 
 from seagull_edge import vocab
 from seagull_edge.errors import ModelFileError
+from seagull_edge.fileio import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
 
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
@@ -122,23 +123,3 @@ class ModelConfig:
         for role in ("encoder", "assessor"):
             if role not in self.files:
                 raise bad(f"files.{role} is missing")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file so that readers see the old file or the whole new one, never a part."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
