@@ -776,18 +776,7 @@ def annotate_onnx_for_trt(model_path: Union[str, Path], out_path: Union[str, Pat
         del model.functions[:]
         model.functions.extend(keep)
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, out_path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(out_path, model.SerializeToString())
     return len(nodes)
 
 
