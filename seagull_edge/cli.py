@@ -222,7 +222,7 @@ def eval_cmd(
     """Evaluate a model folder: SROCC/PLCC for quality and importance, P/R/F1 for types and severity."""
     evaluate_mod = _training_import("evaluate")
     metrics_mod = _training_import("metrics")
-    from seagull_edge.runtime.config import atomic_write_text
+    from seagull_edge.fileio import atomic_write_text
 
     splits = None if split == "all" else (split,)
     with _progress_bar("eval") as bar:

@@ -18,14 +18,6 @@ SEVERITY_LEVELS: tuple[str, ...] = ("mild", "light", "moderate", "considerable",
 
 TASKS: tuple[str, ...] = ("quality", "importance", "distortion")
 
-# The instructions of the released model (demo/seagull_inference.py), kept for the VLM backend.
-INSTRUCTIONS: dict[str, str] = {
-    "quality": "Analyze the quality of this region.",
-    "importance": "Consider the impact of this region on the overall image quality. "
-    "Analyze its importance to the overall image quality.",
-    "distortion": "Provide the distortion type of this region.",
-}
-
 CLEAN_SENTENCE = "No obvious distortion is found in this region."
 
 
@@ -47,12 +39,6 @@ def expected_level_score(probs: np.ndarray) -> np.ndarray:
     probs = np.asarray(probs, dtype=np.float64)
     n = probs.shape[-1]
     return probs @ np.arange(n, dtype=np.float64) / (n - 1)
-
-
-def level_from_score(score: float, levels: Sequence[str]) -> str:
-    """The level word nearest to a score in [0, 1] (used for labels made from scores)."""
-    idx = int(np.clip(np.rint(score * (len(levels) - 1)), 0, len(levels) - 1))
-    return levels[idx]
 
 
 def quality_sentence(level: str) -> str:

@@ -42,3 +42,16 @@ def model_dir(tmp_path_factory, edge_fast_model) -> Path:
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def kcache(tmp_path_factory):
+    """A fresh on-disk kernel cache (``$SEAGULL_EDGE_CACHE``) for one test module."""
+    d = tmp_path_factory.mktemp("kernel_cache")
+    old = os.environ.get("SEAGULL_EDGE_CACHE")
+    os.environ["SEAGULL_EDGE_CACHE"] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop("SEAGULL_EDGE_CACHE", None)
+    else:
+        os.environ["SEAGULL_EDGE_CACHE"] = old

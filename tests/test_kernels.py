@@ -258,18 +258,6 @@ needs_nvrtc = pytest.mark.skipif(_nvrtc_available() is not None,
                                  reason=f"NVRTC not available: {_nvrtc_available()}")
 
 
-@pytest.fixture(scope="module")
-def kcache(tmp_path_factory):
-    d = tmp_path_factory.mktemp("kernel_cache")
-    old = os.environ.get("SEAGULL_EDGE_CACHE")
-    os.environ["SEAGULL_EDGE_CACHE"] = str(d)
-    yield d
-    if old is None:
-        os.environ.pop("SEAGULL_EDGE_CACHE", None)
-    else:
-        os.environ["SEAGULL_EDGE_CACHE"] = old
-
-
 @needs_nvrtc
 @pytest.mark.parametrize("arch", ["sm_75", "sm_87", "sm_90"])
 def test_nvrtc_ptx_every_variant(kcache, arch):

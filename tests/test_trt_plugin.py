@@ -702,18 +702,6 @@ def _nvrtc_reason():
     return None
 
 
-@pytest.fixture(scope="module")
-def kcache(tmp_path_factory):
-    d = tmp_path_factory.mktemp("kernel_cache")
-    old = os.environ.get("SEAGULL_EDGE_CACHE")
-    os.environ["SEAGULL_EDGE_CACHE"] = str(d)
-    yield d
-    if old is None:
-        os.environ.pop("SEAGULL_EDGE_CACHE", None)
-    else:
-        os.environ["SEAGULL_EDGE_CACHE"] = old
-
-
 @pytest.mark.skipif(_nvrtc_reason() is not None, reason=f"NVRTC not available: {_nvrtc_reason()}")
 def test_aot_source_compiles_with_nvrtc(kcache):
     ptx = knv.compile_ptx("sm_87", source=tp.aot_kernel_source(), name="masked_roi_pool_aot.cu").decode()

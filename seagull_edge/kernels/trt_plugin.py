@@ -85,8 +85,7 @@ __all__ = [
     "PLUGIN_NAME", "PLUGIN_VERSION", "PLUGIN_NAMESPACE", "AOT_NAMESPACE_SUFFIX", "ROI_INPUTS",
     "trt_version_features", "register_plugins", "annotate_onnx_for_trt", "build_engine",
     "aot_kernel_source", "aot_entry_name", "aot_grid", "aot_extra_args", "workspace_upper_bound",
-    "MaskedRoiPoolPlugin", "MaskedRoiPoolPluginCreator",
-]
+]  # MaskedRoiPoolPlugin and its creator are built per tensorrt module, by register_plugins
 
 log = logging.getLogger(__name__)
 

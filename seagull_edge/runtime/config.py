@@ -16,7 +16,7 @@ from typing import Any
 
 from seagull_edge import vocab
 from seagull_edge.errors import ModelFileError
-from seagull_edge.fileio import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
+from seagull_edge.fileio import atomic_write_text
 
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"

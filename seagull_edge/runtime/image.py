@@ -26,7 +26,6 @@ import numpy as np
 from seagull_edge.errors import ImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
-MAX_PIXELS = 1 << 28  # OpenCV's own decode limit (about 268 MP)
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:

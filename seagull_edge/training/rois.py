@@ -398,6 +398,14 @@ def _accept(mask: np.ndarray, chosen: list[np.ndarray], total: float, min_area: 
     return all(_iou(mask, c) <= max_overlap for c in chosen)
 
 
+def _check_request(rgb, n, rng, min_area, max_area, max_overlap):
+    """The arguments shared by :func:`propose_rois` and :func:`sam_rois`, checked."""
+    min_area, max_area = _check_area_bounds(min_area, max_area)
+    if not 0.0 <= float(max_overlap) <= 1.0:
+        raise SeagullInputError(f"max_overlap must be in [0, 1], got {max_overlap}")
+    return _check_rgb(rgb), _check_n(n), _check_rng(rng), min_area, max_area
+
+
 def propose_rois(rgb: np.ndarray, n: int, rng: np.random.Generator, *, min_area: float = 0.005,
                  max_area: float = 0.5, kinds: Sequence[str] = ROI_KINDS,
                  weights: Sequence[float] | None = None,
@@ -408,12 +416,7 @@ def propose_rois(rgb: np.ndarray, n: int, rng: np.random.Generator, *, min_area:
     an already chosen one exceeds ``max_overlap`` is rejected. Deterministic for a given ``rng``
     state. After ``20 * n + 20`` draws it returns what it has (possibly fewer than ``n``).
     """
-    rgb = _check_rgb(rgb)
-    n = _check_n(n)
-    rng = _check_rng(rng)
-    min_area, max_area = _check_area_bounds(min_area, max_area)
-    if not 0.0 <= float(max_overlap) <= 1.0:
-        raise SeagullInputError(f"max_overlap must be in [0, 1], got {max_overlap}")
+    rgb, n, rng, min_area, max_area = _check_request(rgb, n, rng, min_area, max_area, max_overlap)
     if isinstance(kinds, str):
         kinds = (kinds,)
     kinds = tuple(kinds)
@@ -502,12 +505,7 @@ def sam_rois(rgb: np.ndarray, checkpoint: str, n: int, rng: np.random.Generator,
     Raises FileNotFoundError for a missing checkpoint, ImportError (with the pip command) for a
     missing package.
     """
-    rgb = _check_rgb(rgb)
-    n = _check_n(n)
-    rng = _check_rng(rng)
-    min_area, max_area = _check_area_bounds(min_area, max_area)
-    if not 0.0 <= float(max_overlap) <= 1.0:
-        raise SeagullInputError(f"max_overlap must be in [0, 1], got {max_overlap}")
+    rgb, n, rng, min_area, max_area = _check_request(rgb, n, rng, min_area, max_area, max_overlap)
     if not isinstance(model_type, str):
         raise SeagullInputError(f"model_type must be a str, got {type(model_type).__name__}")
     path = Path(checkpoint)

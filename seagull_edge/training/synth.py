@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from seagull_edge import vocab
-from seagull_edge.runtime.config import atomic_write_bytes
+from seagull_edge.fileio import atomic_write_bytes
 from seagull_edge.runtime.image import mask_bbox
 from seagull_edge.training import labels
 from seagull_edge.training.distortions import DistortionSpec, apply_distortions, random_spec

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from seagull_edge.model import build_model
 from seagull_edge.model.checkpoint import load_checkpoint, save_checkpoint
-from seagull_edge.runtime.config import atomic_write_text
+from seagull_edge.fileio import atomic_write_text
 from seagull_edge.training.dataset import SynthDataset
 
 
