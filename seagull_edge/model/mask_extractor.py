@@ -109,8 +109,16 @@ class CrossAttention(nn.Module):
         self.mlp = MLPBlock(embedding_dim, mlp_dim, nn.ReLU)
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """queries [B,Q,D], keys [B,N,D] -> [B,Q,D]."""
-        queries = self.norm1(queries + self.self_attn(queries, queries, queries))
+        """queries [B,Q,D], keys [B,N,D] -> [B,Q,D]; each of the Q ROIs independent of the others.
+
+        The seed runs one ROI per forward, so its self-attention sees a single query. Batching
+        Q ROIs must not let them attend to each other (an ROI's answer would then depend on
+        which other ROIs share its batch), so self-attention runs per ROI: [B*Q,1,D].
+        Cross-attention already treats each query row on its own.
+        """
+        b, q, d = queries.shape
+        single = queries.reshape(b * q, 1, d)
+        queries = self.norm1(queries + self.self_attn(single, single, single).reshape(b, q, d))
         queries = self.norm2(queries + self.cross_attn(queries, keys, keys))
         return queries + self.mlp(queries)
 
