@@ -17,6 +17,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | bytearray | memory
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes 0600 files; give the file the mode a plain open() would (0666 - umask), so
+        # a model folder written by one user (or root, on a Jetson) is readable by the others.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as fh:
             fh.write(memoryview(data))
             fh.flush()
