@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from seagull_edge.model.seagull import SeagullEdge
-from seagull_edge.runtime.config import ASSESSOR_INPUTS, ASSESSOR_OUTPUTS, ENCODER_OUTPUTS, ModelConfig
+from seagull_edge.runtime.config import ASSESSOR_INPUTS, ASSESSOR_OUTPUTS, ENCODER_OUTPUTS, WEIGHTS_FILE, ModelConfig
 
 OPSET = 17  # TensorRT 8.6 / 10.x (JetPack 6) and onnxruntime >= 1.14 all read opset 17
 
@@ -79,8 +79,11 @@ def _export(module: nn.Module, args: tuple, path: Path, input_names: Iterable[st
 
 
 def export_onnx(model: SeagullEdge, out_dir: str | Path, model_name: str = "", trained: bool = False,
-                check: bool = True, roi_pool: str = "onnx") -> ModelConfig:
+                check: bool = True, roi_pool: str = "onnx", weights: bool = True) -> ModelConfig:
     """Write ``encoder.onnx``, ``assessor.onnx`` and ``model.json`` into ``out_dir``.
+
+    ``weights``: also ``weights.safetensors`` (the torch backend's weights; the ONNX graphs'
+    constant-folded initializers cannot be mapped back to module parameters).
 
     ``roi_pool``: ``"onnx"`` exports masked ROI pooling as stock ONNX ops; ``"custom"`` as one
     ``seagull::MaskedRoiPool`` node (for the TensorRT plugin) that also carries its stock-op
@@ -122,5 +125,10 @@ def export_onnx(model: SeagullEdge, out_dir: str | Path, model_name: str = "", t
     if check:
         for role in ("encoder", "assessor"):
             onnx.checker.check_model(str(out_dir / cfg.files[role]))
+    if weights:
+        from seagull_edge.model.checkpoint import save_checkpoint
+
+        save_checkpoint(model, out_dir / WEIGHTS_FILE)
+        cfg.files["weights"] = WEIGHTS_FILE
     cfg.save(out_dir)
     return cfg

@@ -810,9 +810,26 @@ def _roi_profile(network, max_rois: int, opt_rois: int) -> list:
     return shapes
 
 
+def _given_profile(network, profile: dict) -> list:
+    """(name, min, opt, max) from an explicit profile; every dynamic input must be in it."""
+    shapes = []
+    for i in range(network.num_inputs):
+        t = network.get_input(i)
+        shape = tuple(int(d) for d in t.shape)
+        if t.name in profile:
+            lo, opt, hi = (tuple(int(d) for d in s) for s in profile[t.name])
+            for s in (lo, opt, hi):
+                if len(s) != len(shape) or any(d >= 0 and d != v for d, v in zip(shape, s)):
+                    raise ValueError(f"profile shape {s} for {t.name!r} does not fit its shape {shape}")
+            shapes.append((t.name, lo, opt, hi))
+        elif any(d < 0 for d in shape):
+            raise ValueError(f"input {t.name!r} is dynamic {shape} but the profile does not give its shapes")
+    return shapes
+
+
 def build_engine(onnx_path: Union[str, Path], engine_path: Union[str, Path], fp16: bool, max_rois: int = 64,
                  workspace_mb: int = 1024, *, opt_rois: int = 8, aot: Union[bool, None] = None,
-                 verbose: bool = False) -> dict:
+                 verbose: bool = False, profile: Union[dict, None] = None, int8_calibrator: Any = None) -> dict:
     """Build a TensorRT engine from ``encoder.onnx`` or ``assessor.onnx`` and write it atomically.
 
     * registers the plugins first (:func:`register_plugins`); a custom-flavour model whose
@@ -824,7 +841,11 @@ def build_engine(onnx_path: Union[str, Path], engine_path: Union[str, Path], fp1
       ``max_rois``, optimised for ``min(opt_rois, max_rois)``; other inputs must be static;
     * ``fp16``: ``BuilderFlag.FP16`` where weak typing exists (TensorRT < 11); TensorRT 11 builds
       strongly typed (the ONNX model's dtypes decide) and says so;
-    * ``workspace_mb``: the builder's workspace pool limit.
+    * ``workspace_mb``: the builder's workspace pool limit;
+    * ``profile``: {input: (min, opt, max)} for graphs other than the assessor (MobileSAM's
+      decoder); it must cover every dynamic input and replaces the num_rois profile;
+    * ``int8_calibrator``: an ``IInt8Calibrator`` (TensorRT < 11 only): INT8 with implicit
+      calibration on the profile's opt shapes, FP16 as the fallback where ``fp16``.
 
     Returns a dict (engine path, TensorRT version, precision, plugin route, profile). Raises
     ImportError with an install hint without tensorrt, RuntimeError when parsing or building fails.
@@ -873,13 +894,26 @@ def build_engine(onnx_path: Union[str, Path], engine_path: Union[str, Path], fp1
             raise RuntimeError(f"TensorRT {feats['version']} could not parse {onnx_path}:\n" + "\n".join(errors))
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-        profile_shapes = _roi_profile(network, int(max_rois), opt_rois)
+        profile_shapes = (_given_profile(network, profile) if profile is not None
+                          else _roi_profile(network, int(max_rois), opt_rois))
+        trt_profile = None
         if profile_shapes:
-            profile = builder.create_optimization_profile()
+            trt_profile = builder.create_optimization_profile()
             for name, lo, opt, hi in profile_shapes:
-                profile.set_shape(name, lo, opt, hi)
-            config.add_optimization_profile(profile)
-        if strongly_typed:
+                trt_profile.set_shape(name, lo, opt, hi)
+            config.add_optimization_profile(trt_profile)
+        if int8_calibrator is not None:
+            if strongly_typed:
+                raise RuntimeError(f"{feats['reasons']['weak_typing']}: INT8 needs a Q/DQ ONNX model "
+                                   "(NVIDIA ModelOpt), not a calibrator")
+            config.set_flag(trt.BuilderFlag.INT8)
+            config.int8_calibrator = int8_calibrator
+            if trt_profile is not None:
+                config.set_calibration_profile(trt_profile)
+            if fp16:
+                config.set_flag(trt.BuilderFlag.FP16)
+            precision = "int8"
+        elif strongly_typed:
             precision = "strongly-typed"
             if fp16:
                 log.warning("%s: fp16=True is ignored, the model's own dtypes decide (export an fp16 model or "

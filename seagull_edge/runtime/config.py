@@ -20,6 +20,7 @@ from seagull_edge.fileio import atomic_write_text
 
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
+WEIGHTS_FILE = "weights.safetensors"  # the torch backend's weights (optional in a model folder)
 
 # CLIP normalisation, as the seed's CLIPImageProcessor.
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)

@@ -1,8 +1,11 @@
 """Engines run the two graphs of a model folder. This file: the interface and onnxruntime.
 
 An engine is anything with ``config`` (:class:`ModelConfig`), ``backend`` (a name),
-``encode(image [1,3,S,S]) -> [feat0..feat3]`` and
-``assess(feats, masks [Q,S,S], crops [Q,3,C,C]) -> {output name: array [Q,...]}``.
+``encode(image [1,3,S,S]) -> feats`` and
+``assess(feats, masks [Q,S,S], crops [Q,3,C,C]) -> {output name: float32 array [Q,...]}``.
+``feats`` are the four feature maps in the engine's own form (numpy arrays for onnxruntime,
+device tensors for torch, GPU buffers for TensorRT): pass them back to ``assess`` of the same
+engine, before the next ``encode``.
 Backends that need torch or TensorRT live elsewhere and are found by name with importlib,
 so importing this module never loads them.
 """
@@ -12,8 +15,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -28,9 +32,9 @@ class Engine(Protocol):
     config: ModelConfig
     backend: str
 
-    def encode(self, image: np.ndarray) -> list[np.ndarray]: ...
+    def encode(self, image: np.ndarray) -> Any: ...
 
-    def assess(self, feats: Sequence[np.ndarray], masks: np.ndarray, crops: np.ndarray) -> dict[str, np.ndarray]: ...
+    def assess(self, feats: Any, masks: np.ndarray, crops: np.ndarray) -> dict[str, np.ndarray]: ...
 
 
 def resolve_model_dir(model: str | os.PathLike) -> Path:
@@ -122,19 +126,92 @@ EXTERNAL_BACKENDS = {
 }
 
 
-def load_engine(model: str | os.PathLike, backend: str = "auto") -> Engine:
-    """Open a model folder with the named backend (``auto``: onnxruntime, the one that always works)."""
-    if backend not in BACKENDS:
-        raise SeagullInputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend in ("auto", "onnxruntime"):
-        return OnnxRuntimeEngine(model)
+def gpu_present() -> bool:
+    """An NVIDIA GPU and its driver are visible (desktop /dev/nvidia0 or /proc, or a Jetson's
+    nvhost devices); a probe cheap enough for every start, importing nothing."""
+    proc = Path("/proc/driver/nvidia/gpus")
+    if proc.is_dir() and any(proc.iterdir()):
+        return True
+    return any(Path(p).exists() for p in ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu", "/dev/nvgpu/igpu0"))
+
+
+def installed(module: str) -> bool:
+    """Whether a top-level module can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # already imported, without a spec (e.g. a test's stand-in)
+        return module in sys.modules
+
+
+def has_trt_engines(model_dir: Path) -> bool:
+    from seagull_edge.runtime.engine_cache import MANIFEST
+
+    return (model_dir / MANIFEST).is_file()
+
+
+def backend_plan(model_dir: Path, gpu: bool | None = None) -> list[tuple[str, str]]:
+    """The backends ``auto`` tries, in order, each with why it is (or is not) a candidate.
+
+    Returns [(backend, reason)]; the last entry is always onnxruntime, which runs everywhere.
+    TensorRT first when the folder has engines and a GPU is there, then torch when torch, a GPU
+    and the folder's torch weights are there.
+    """
+    from seagull_edge.runtime.config import WEIGHTS_FILE
+
+    gpu = gpu_present() if gpu is None else gpu
+    plan: list[tuple[str, str]] = []
+    missing_trt = [what for what, ok in (
+        ("an NVIDIA GPU", gpu),
+        ("tensorrt", installed("tensorrt")),
+        ("cuda-python", installed("cuda")),
+        ("built engines (seagull-edge export trt)", has_trt_engines(model_dir))) if not ok]
+    if not missing_trt:
+        plan.append(("tensorrt", "a GPU, TensorRT and this model's engines are here"))
+    missing_torch = [what for what, ok in (
+        ("an NVIDIA GPU", gpu),
+        ("torch", installed("torch")),
+        (WEIGHTS_FILE, (model_dir / WEIGHTS_FILE).is_file())) if not ok]
+    if not missing_torch:
+        plan.append(("torch", "a GPU, torch and this model's torch weights are here"))
+    skipped = []
+    if missing_trt:
+        skipped.append("tensorrt lacks " + ", ".join(missing_trt))
+    if missing_torch:
+        skipped.append("torch lacks " + ", ".join(missing_torch))
+    plan.append(("onnxruntime", "runs everywhere" + (f" ({'; '.join(skipped)})" if skipped else "")))
+    return plan
+
+
+def _external(backend: str, model: str | os.PathLike, **kwargs) -> Engine:
     module_name, class_name = EXTERNAL_BACKENDS[backend].split(":")
     try:
-        if importlib.util.find_spec(module_name) is None:
-            raise SeagullInputError(f"backend {backend!r} is not part of this seagull-edge version yet; "
-                                    "use --backend onnxruntime")
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise SeagullInputError(f"backend {backend!r} needs the package {exc.name!r}, which is not installed; "
                                 "`seagull-edge doctor` says what is missing") from None
-    return getattr(module, class_name)(model)
+    return getattr(module, class_name)(model, **kwargs)
+
+
+def load_engine(model: str | os.PathLike, backend: str = "auto") -> Engine:
+    """Open a model folder with the named backend.
+
+    ``auto`` follows :func:`backend_plan`: TensorRT (only engines already built for this GPU,
+    no building on the fly), torch on CUDA, else onnxruntime. A candidate that fails to open
+    falls through to the next, with one line on stderr saying why.
+    """
+    if backend not in BACKENDS:
+        raise SeagullInputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "onnxruntime":
+        return OnnxRuntimeEngine(model)
+    if backend != "auto":
+        return _external(backend, model)
+    folder = resolve_model_dir(model)
+    for name, _reason in backend_plan(folder):
+        if name == "onnxruntime":
+            return OnnxRuntimeEngine(folder)
+        try:
+            kwargs = {"build_missing": False} if name == "tensorrt" else {"device": "cuda"}
+            return _external(name, folder, **kwargs)
+        except SeagullInputError as exc:
+            sys.stderr.write(f"backend auto: {name} skipped ({exc})\n")
+    return OnnxRuntimeEngine(folder)

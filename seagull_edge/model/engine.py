@@ -1,0 +1,162 @@
+"""The torch backend (``--backend torch``): a model folder's weights run by PyTorch.
+
+For desktop GPUs (and CPUs) where torch is installed. On CUDA it runs in float16 with the fused
+masked-ROI-pooling kernel, the tower once per frame, the ROIs of a frame in one batch, and both
+stages replayed from CUDA graphs: one for the encoder and one per ROI-count bucket
+(1, 2, 4, ..., 64; a frame's Q is padded up to its bucket). On a CPU it runs float32 with stock
+ops, as a reference for the other backends.
+
+It implements the runtime's engine interface (:class:`seagull_edge.runtime.engine.Engine`) and
+is found by name, so the runtime itself never imports torch. The weights come from the folder's
+``weights.safetensors`` (written by ``seagull-edge export onnx``), never from a pickle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from seagull_edge.errors import ModelFileError, SeagullInputError
+from seagull_edge.model.checkpoint import load_checkpoint, read_checkpoint_preset
+from seagull_edge.model.seagull import PRESETS, Preset, SeagullEdge
+from seagull_edge.runtime.config import ASSESSOR_OUTPUTS, WEIGHTS_FILE, ModelConfig
+from seagull_edge.runtime.engine import resolve_model_dir
+
+log = logging.getLogger(__name__)
+
+Q_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def _bucket(q: int) -> int | None:
+    return next((b for b in Q_BUCKETS if b >= q), None)
+
+
+class TorchEngine:
+    """Both stages of a model folder in PyTorch.
+
+    ``device``: "cuda", "cpu" or None (CUDA when available). ``fp16``: None = on CUDA only.
+    ``cuda_graphs``: None = on CUDA only. Encoder outputs are torch tensors on the device; like
+    the TensorRT backend's, they are valid until the next :meth:`encode` when graphs are on.
+    """
+
+    backend = "torch"
+
+    def __init__(self, model_dir: str | os.PathLike, device: str | None = None, fp16: bool | None = None,
+                 cuda_graphs: bool | None = None) -> None:
+        self.model_dir = resolve_model_dir(model_dir)
+        self.config = ModelConfig.load(self.model_dir)
+        weights = self.model_dir / self.config.files.get("weights", WEIGHTS_FILE)
+        if not weights.is_file():
+            raise ModelFileError(f"model {self.model_dir}: no {weights.name}; the torch backend needs the torch "
+                                 "weights (`seagull-edge export onnx` writes them unless --no-weights)")
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise SeagullInputError("backend 'torch' on cuda: this torch sees no CUDA GPU")
+        self.device = torch.device(device)
+        on_cuda = self.device.type == "cuda"
+        self.dtype = torch.float16 if (on_cuda if fp16 is None else fp16) else torch.float32
+        self.model = self._build(weights)
+        self.model.roi_pool = "fused" if on_cuda else "stock"
+        self.model.to(self.device, self.dtype).eval()
+        self.cuda_graphs = on_cuda if cuda_graphs is None else bool(cuda_graphs and on_cuda)
+        self._encoder_graph: tuple | None = None  # (graph, static image, static feats)
+        self._assess_graphs: dict[int, tuple] = {}  # bucket -> (graph, static inputs, static outputs)
+
+    def _build(self, weights) -> SeagullEdge:
+        stored = read_checkpoint_preset(weights)
+        try:
+            preset = Preset(**stored)
+        except TypeError as exc:
+            raise ModelFileError(f"{weights}: preset metadata does not match this seagull-edge ({exc})") from None
+        if preset.name in PRESETS and PRESETS[preset.name] != preset:
+            log.info("%s: preset %s differs from the registered one; using the stored shapes", weights, preset.name)
+        cfg = self.config
+        if (preset.image_size, preset.crop_size) != (cfg.image_size, cfg.crop_size):
+            raise ModelFileError(f"{weights}: built for S={preset.image_size}, C={preset.crop_size}; model.json says "
+                                 f"S={cfg.image_size}, C={cfg.crop_size}")
+        model = SeagullEdge(preset)
+        load_checkpoint(model, weights)
+        return model
+
+    # ------------------------------------------------------------------ stages
+
+    def _to_device(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
+        tensor = torch.as_tensor(array)
+        if self.device.type == "cuda" and tensor.device.type == "cpu":
+            tensor = tensor.pin_memory()
+        return tensor.to(self.device, self.dtype, non_blocking=True)
+
+    @torch.inference_mode()
+    def encode(self, image: np.ndarray) -> list[torch.Tensor]:
+        """image float32 [1,3,S,S] -> four maps [1,C_l,H_l,W_l] on the device."""
+        x = self._to_device(image)
+        if not self.cuda_graphs:
+            return self.model.encode(x)
+        if self._encoder_graph is None:
+            self._encoder_graph = self._capture(lambda img: self.model.encode(img), [x])
+            if self._encoder_graph is None:
+                self.cuda_graphs = False
+                return self.model.encode(x)
+        graph, (static_image,), static_feats = self._encoder_graph
+        static_image.copy_(x)
+        graph.replay()
+        return list(static_feats)
+
+    @torch.inference_mode()
+    def assess(self, feats: Sequence[torch.Tensor | np.ndarray], masks: np.ndarray,
+               crops: np.ndarray) -> dict[str, np.ndarray]:
+        """feats from :meth:`encode`, masks [Q,S,S], crops [Q,3,C,C] -> float32 logits [Q,...]."""
+        feats = [f if isinstance(f, torch.Tensor) and f.device == self.device and f.dtype == self.dtype
+                 else self._to_device(f) for f in feats]
+        q = int(masks.shape[0])
+        m, c = self._to_device(masks), self._to_device(crops)
+        bucket = _bucket(q) if self.cuda_graphs else None
+        if bucket is None:
+            out = self._assess(*feats, m, c)
+        else:
+            if q < bucket:  # pad with copies of the first ROI; its answers are dropped below
+                m = torch.cat([m, m[:1].expand(bucket - q, *m.shape[1:])])
+                c = torch.cat([c, c[:1].expand(bucket - q, *c.shape[1:])])
+            entry = self._assess_graphs.get(bucket)
+            if entry is None:
+                entry = self._capture(self._assess, [*feats, m, c])
+                if entry is None:  # capture failed: stay eager from now on
+                    self.cuda_graphs = False
+                    return self.assess(feats, masks, crops)
+                self._assess_graphs[bucket] = entry
+            graph, static_in, static_out = entry
+            for dst, src in zip(static_in, [*feats, m, c]):
+                if dst is not src:
+                    dst.copy_(src)
+            graph.replay()
+            out = static_out
+        return {name: t[:q].float().cpu().numpy() for name, t in zip(ASSESSOR_OUTPUTS, out)}
+
+    def _assess(self, f0, f1, f2, f3, masks, crops) -> list[torch.Tensor]:
+        out = self.model.assess([f0, f1, f2, f3], masks.unsqueeze(0), crops.unsqueeze(0))
+        return [out[name].squeeze(0) for name in ASSESSOR_OUTPUTS]
+
+    def _capture(self, fn, inputs: list[torch.Tensor]) -> tuple | None:
+        """Capture ``fn(*static inputs)`` as a CUDA graph; None (and eager from then on) if that fails."""
+        # The encoder graph's outputs are fixed buffers: bind them as they are, copy the rest.
+        stable = self._encoder_graph[2] if self._encoder_graph is not None else []
+        static_in = [t if any(t is s for s in stable) else t.clone() for t in inputs]
+        try:
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(2):  # warm-up: kernels compiled and allocator pools filled outside capture
+                    fn(*static_in)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = fn(*static_in)
+        except RuntimeError as exc:
+            log.warning("CUDA graph capture failed (%s); running eagerly", str(exc).splitlines()[0])
+            return None
+        return graph, static_in, list(static_out)

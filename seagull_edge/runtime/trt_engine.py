@@ -1,0 +1,415 @@
+"""The TensorRT backend: a model folder's engines, run with tensorrt + cuda-python (no torch, no pycuda).
+
+* :class:`TrtRunner` runs one serialized engine: one execution context, one CUDA stream, device
+  buffers and pinned host buffers allocated once at the optimisation profile's largest shapes,
+  async copies and ``execute_async_v3`` on that stream, and optionally the enqueue captured as a
+  CUDA graph per input-shape set (replayed with one ``cudaGraphLaunch``).
+* :class:`TensorRTEngine` is the runtime's engine (:class:`seagull_edge.runtime.engine.Engine`):
+  the encoder's feature maps stay on the GPU and are bound straight into the assessor.
+* Engines are only loaded when their key (:mod:`seagull_edge.runtime.engine_cache`) matches this
+  GPU, this TensorRT and the ONNX beside them; a missing or stale engine is built into the cache
+  (``build_missing=True``) or refused with a message that says how to build it.
+
+Runs on TensorRT 8.6 / 10.x / 11.x: only the name-based I/O API (``num_io_tensors``,
+``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) is used, which all of them have.
+UNTESTED on real TensorRT (not installable where this was written); the tests drive this code
+through a fake ``tensorrt`` and a fake CUDA runtime that execute the ONNX with onnxruntime.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from seagull_edge.errors import ModelFileError, SeagullInputError
+from seagull_edge.runtime.config import ASSESSOR_INPUTS, ASSESSOR_OUTPUTS, ENCODER_OUTPUTS, ModelConfig
+from seagull_edge.runtime.engine_cache import DeviceIdentity, find_engine
+
+log = logging.getLogger(__name__)
+
+MAX_GRAPHS = 64  # CUDA graphs kept per runner (one per input-shape set; Q = 1..64 at most)
+
+
+def import_tensorrt() -> Any:
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise SeagullInputError(
+            f"backend 'tensorrt' needs TensorRT's Python package ({exc.msg}); Jetson: it comes with JetPack "
+            "(python3-libnvinfer), desktop: pip install 'seagull-edge[trt]'") from None
+    return trt
+
+
+def import_cudart() -> Any:
+    """cuda-python's runtime API module (``cuda.bindings.runtime``; ``cuda.cudart`` before 12.6)."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart  # type: ignore[no-redef]
+        except ImportError:
+            raise SeagullInputError("backend 'tensorrt' needs cuda-python: pip install 'seagull-edge[gpu]'") from None
+    return cudart
+
+
+class Cuda:
+    """cuda-python calls that raise on error instead of returning an error code first."""
+
+    def __init__(self, cudart: Any | None = None) -> None:
+        self.rt = cudart if cudart is not None else import_cudart()
+
+    def __call__(self, name: str, *args: Any) -> Any:
+        result = getattr(self.rt, name)(*args)
+        err, rest = result[0], result[1:]
+        if err != self.rt.cudaError_t.cudaSuccess:
+            try:
+                text = self.rt.cudaGetErrorString(err)[1]
+                text = text.decode() if isinstance(text, bytes) else str(text)
+            except Exception:  # noqa: BLE001 - the name of the error is enough
+                text = str(err)
+            raise RuntimeError(f"CUDA {name} failed: {text}")
+        if not rest:
+            return None
+        return rest[0] if len(rest) == 1 else rest
+
+
+def device_identity(cudart: Any | None = None, device: int = 0) -> DeviceIdentity | None:
+    """This machine's GPU (name, compute capability), or None when there is none / no driver."""
+    try:
+        cuda = Cuda(cudart)
+        if cuda("cudaGetDeviceCount") < 1:
+            return None
+        props = cuda("cudaGetDeviceProperties", device)
+    except (RuntimeError, SeagullInputError):
+        return None
+    name = props.name
+    name = name.decode(errors="replace") if isinstance(name, (bytes, bytearray)) else str(name)
+    return DeviceIdentity(name.rstrip("\x00").strip(), f"{props.major}.{props.minor}")
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    is_input: bool
+    dtype: np.dtype
+    shape: tuple[int, ...]      # as the engine declares it (-1 = dynamic)
+    max_shape: tuple[int, ...]  # what the buffers are sized for
+
+
+class _Buffer:
+    """One tensor's device memory and pinned host memory, both sized for its largest shape."""
+
+    def __init__(self, cuda: Cuda, spec: TensorSpec) -> None:
+        self.spec = spec
+        self.nbytes = max(1, int(np.prod(spec.max_shape)) * spec.dtype.itemsize)
+        self.device = int(cuda("cudaMalloc", self.nbytes))
+        self.host_ptr = int(cuda("cudaMallocHost", self.nbytes))
+        raw = (ctypes.c_uint8 * self.nbytes).from_address(self.host_ptr)
+        self.host = np.ctypeslib.as_array(raw).view(spec.dtype)  # pinned: async copies stay async
+
+    def host_view(self, shape: Sequence[int]) -> np.ndarray:
+        return self.host[: int(np.prod(shape))].reshape(shape)
+
+    def free(self, cuda: Cuda) -> None:
+        cuda("cudaFree", self.device)
+        cuda("cudaFreeHost", self.host_ptr)
+
+
+class TrtRunner:
+    """Runs one serialized TensorRT engine with named numpy inputs and outputs.
+
+    ``run(feeds)`` copies each input into its pinned buffer, then on one stream: H2D copies,
+    the enqueue (or its CUDA graph), D2H copies of the outputs; one synchronize at the end.
+    ``bind`` passes inputs that are already on the device (another runner's outputs) by address.
+    """
+
+    def __init__(self, engine_path: str | os.PathLike, *, cuda_graphs: bool = False, stream: Any = None,
+                 trt: Any = None, cuda: Cuda | None = None, verbose: bool = False) -> None:
+        self.trt = trt if trt is not None else import_tensorrt()
+        self.cuda = cuda if cuda is not None else Cuda()
+        self.path = Path(engine_path)
+        self._owns_stream = stream is None
+        self.stream = stream if stream is not None else self.cuda("cudaStreamCreateWithFlags", 1)  # non-blocking
+        logger = self.trt.Logger(self.trt.Logger.VERBOSE if verbose else self.trt.Logger.WARNING)
+        self._runtime = self.trt.Runtime(logger)
+        try:
+            plan = self.path.read_bytes()
+        except OSError as exc:
+            raise ModelFileError(f"engine {self.path}: cannot read ({exc.strerror})") from None
+        self.engine = self._runtime.deserialize_cuda_engine(plan)
+        if self.engine is None:
+            raise ModelFileError(f"engine {self.path}: TensorRT could not deserialize it (built by another "
+                                 "TensorRT or for another GPU, or a plugin is not registered)")
+        self.context = self.engine.create_execution_context()
+        self.specs = self._read_specs()
+        self.inputs = [s.name for s in self.specs.values() if s.is_input]
+        self.outputs = [s.name for s in self.specs.values() if not s.is_input]
+        self._buffers = {name: _Buffer(self.cuda, spec) for name, spec in self.specs.items()}
+        for name, buf in self._buffers.items():
+            self.context.set_tensor_address(name, buf.device)
+        self.cuda_graphs = cuda_graphs
+        self._graphs: dict[tuple, Any] = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}
+
+    def _read_specs(self) -> dict[str, TensorSpec]:
+        trt, engine = self.trt, self.engine
+        specs: dict[str, TensorSpec] = {}
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            shape = tuple(int(d) for d in engine.get_tensor_shape(name))
+            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            max_shape = shape
+            if is_input and any(d < 0 for d in shape):
+                max_shape = tuple(int(d) for d in engine.get_tensor_profile_shape(name, 0)[2])
+                self.context.set_input_shape(name, max_shape)
+            specs[name] = TensorSpec(name, is_input, dtype, shape, max_shape)
+        for spec in specs.values():  # outputs at the largest inputs
+            if not spec.is_input:
+                spec.max_shape = tuple(int(d) for d in self.context.get_tensor_shape(spec.name))
+                if any(d < 0 for d in spec.max_shape):
+                    raise ModelFileError(f"engine {self.path}: output {spec.name} has a data-dependent shape "
+                                         f"{spec.max_shape}; seagull-edge engines have none")
+        return specs
+
+    def _check_shape(self, name: str, shape: tuple[int, ...]) -> None:
+        spec = self.specs[name]
+        ok = len(shape) == len(spec.shape) and all(
+            (d == s) if s >= 0 else (1 <= d <= m) for d, s, m in zip(shape, spec.shape, spec.max_shape))
+        if not ok:
+            raise SeagullInputError(f"engine {self.path.name}: input {name} of shape {list(shape)} does not fit "
+                                    f"{list(spec.shape)} (largest {list(spec.max_shape)}); rebuild with a larger "
+                                    "--max-rois or pass fewer ROIs")
+
+    def run(self, feeds: Mapping[str, np.ndarray], *, bind: Mapping[str, tuple[int, tuple[int, ...]]] | None = None,
+            fetch: bool = True) -> dict[str, np.ndarray]:
+        """feeds {input: array} and bind {input: (device address, shape)} cover every input once.
+
+        Returns {output: array} (copies, safe to keep), or {} with ``fetch=False`` (outputs stay on
+        the device until the next run; see :meth:`device_output`).
+        """
+        bind = dict(bind or {})
+        missing = set(self.inputs) - set(feeds) - set(bind)
+        extra = (set(feeds) | set(bind)) - set(self.inputs)
+        if missing or extra:
+            raise SeagullInputError(f"engine {self.path.name}: inputs are {self.inputs}; "
+                                    f"missing {sorted(missing)}, unknown {sorted(extra)}")
+        H2D = self.cuda.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        D2H = self.cuda.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        addresses = []
+        for name in self.inputs:
+            buf = self._buffers[name]
+            if name in bind:
+                address, shape = int(bind[name][0]), tuple(int(d) for d in bind[name][1])
+                self._check_shape(name, shape)
+            else:
+                array = np.asarray(feeds[name])
+                shape = tuple(array.shape)
+                self._check_shape(name, shape)
+                host = buf.host_view(shape)
+                np.copyto(host, array, casting="same_kind" if array.dtype.kind == "f" else "unsafe")
+                self.cuda("cudaMemcpyAsync", buf.device, buf.host_ptr, host.nbytes, H2D, self.stream)
+                address = buf.device
+            self.context.set_tensor_address(name, address)
+            if self._shapes.get(name) != shape:
+                self.context.set_input_shape(name, shape)
+                self._shapes[name] = shape
+            addresses.append((name, shape, address))
+        self._enqueue(tuple(addresses))
+        out: dict[str, np.ndarray] = {}
+        if fetch:
+            for name in self.outputs:
+                buf = self._buffers[name]
+                host = buf.host_view(self.output_shape(name))
+                self.cuda("cudaMemcpyAsync", buf.host_ptr, buf.device, host.nbytes, D2H, self.stream)
+                out[name] = host
+        self.cuda("cudaStreamSynchronize", self.stream)
+        return {name: np.array(v) for name, v in out.items()}
+
+    def _enqueue(self, key: tuple) -> None:
+        if not self.cuda_graphs:
+            if not self.context.execute_async_v3(int(self.stream)):
+                raise RuntimeError(f"engine {self.path.name}: execute_async_v3 failed")
+            return
+        graph_exec = self._graphs.get(key)
+        if graph_exec is None:
+            # A first plain enqueue after a shape change lets TensorRT set up its resources
+            # outside the capture (its documented requirement for graph capture).
+            if not self.context.execute_async_v3(int(self.stream)):
+                raise RuntimeError(f"engine {self.path.name}: execute_async_v3 failed")
+            mode = self.cuda.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+            self.cuda("cudaStreamBeginCapture", self.stream, mode)
+            try:
+                ok = self.context.execute_async_v3(int(self.stream))
+            finally:
+                graph = self.cuda("cudaStreamEndCapture", self.stream)
+            if not ok:
+                raise RuntimeError(f"engine {self.path.name}: execute_async_v3 failed during graph capture")
+            graph_exec = self.cuda("cudaGraphInstantiate", graph, 0)
+            self.cuda("cudaGraphDestroy", graph)
+            if len(self._graphs) >= MAX_GRAPHS:
+                oldest = next(iter(self._graphs))
+                self.cuda("cudaGraphExecDestroy", self._graphs.pop(oldest))
+            self._graphs[key] = graph_exec
+        self.cuda("cudaGraphLaunch", graph_exec, self.stream)
+
+    def output_shape(self, name: str) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.context.get_tensor_shape(name))
+
+    def device_output(self, name: str) -> tuple[int, tuple[int, ...]]:
+        """(device address, shape) of an output of the last run."""
+        return self._buffers[name].device, self.output_shape(name)
+
+    def fetch(self, name: str) -> np.ndarray:
+        """Copy an output of the last run to the host."""
+        buf = self._buffers[name]
+        host = buf.host_view(self.output_shape(name))
+        D2H = self.cuda.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self.cuda("cudaMemcpyAsync", buf.host_ptr, buf.device, host.nbytes, D2H, self.stream)
+        self.cuda("cudaStreamSynchronize", self.stream)
+        return np.array(host)
+
+    def close(self) -> None:
+        """Free graphs, buffers and the stream (also on garbage collection)."""
+        if getattr(self, "_buffers", None) is None:
+            return
+        try:
+            for graph_exec in self._graphs.values():
+                self.cuda("cudaGraphExecDestroy", graph_exec)
+            for buf in self._buffers.values():
+                buf.free(self.cuda)
+            if self._owns_stream:
+                self.cuda("cudaStreamDestroy", self.stream)
+        except RuntimeError as exc:  # the context may be gone at interpreter exit
+            log.debug("TrtRunner.close: %s", exc)
+        self._graphs, self._buffers = {}, None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class DeviceFeatures:
+    """The encoder's feature maps, left on the GPU for the assessor (valid until the next encode)."""
+
+    generation: int
+    shapes: tuple[tuple[int, ...], ...]
+    engine: "TensorRTEngine"
+
+    def numpy(self) -> list[np.ndarray]:
+        self.engine._check_generation(self)
+        return [self.engine.encoder.fetch(name) for name in ENCODER_OUTPUTS]
+
+
+def engine_files(model_dir: Path, cfg: ModelConfig) -> dict[str, Path]:
+    """role -> the ONNX file the role's engine is built from."""
+    return {role: model_dir / cfg.files[role] for role in ("encoder", "assessor")}
+
+
+class TensorRTEngine:
+    """Both graphs of a model folder as TensorRT engines on the first GPU.
+
+    ``build_missing``: a missing or stale engine is built from the ONNX into the engine cache
+    (minutes on a Jetson; once per GPU, TensorRT version and ONNX). Otherwise it is refused with
+    the reasons and the command that builds it.
+    """
+
+    backend = "tensorrt"
+
+    def __init__(self, model_dir: str | os.PathLike, *, build_missing: bool = True, cuda_graphs: bool = True,
+                 max_rois: int = 64, fp16: bool = True, trt: Any = None, cudart: Any = None) -> None:
+        from seagull_edge.runtime.engine import resolve_model_dir
+
+        self.trt = trt if trt is not None else import_tensorrt()
+        self.cuda = Cuda(cudart)
+        self.model_dir = resolve_model_dir(model_dir)
+        self.config = ModelConfig.load(self.model_dir)
+        self.device = device_identity(self.cuda.rt)
+        if self.device is None:
+            raise SeagullInputError("backend 'tensorrt' needs an NVIDIA GPU and its driver; none found "
+                                    "(use --backend onnxruntime)")
+        if self.config.roi_pool == "custom":
+            from seagull_edge.kernels.trt_plugin import register_plugins
+
+            register_plugins()  # the Python IPluginV3 must exist before such an engine deserializes
+        self.stream = self.cuda("cudaStreamCreateWithFlags", 1)
+        paths = {role: self._engine_path(role, onnx, build_missing, max_rois, fp16)
+                 for role, onnx in engine_files(self.model_dir, self.config).items()}
+        self.encoder = TrtRunner(paths["encoder"], cuda_graphs=cuda_graphs, stream=self.stream, trt=self.trt, cuda=self.cuda)
+        self.assessor = TrtRunner(paths["assessor"], cuda_graphs=cuda_graphs, stream=self.stream, trt=self.trt, cuda=self.cuda)
+        self.engine_paths = paths
+        self._generation = 0
+        self._check_io()
+
+    def _engine_path(self, role: str, onnx: Path, build_missing: bool, max_rois: int, fp16: bool) -> Path:
+        trt_version = str(self.trt.__version__)
+        choice = find_engine(self.model_dir, role, onnx, self.device, trt_version)
+        if choice.path is not None:
+            return choice.path
+        why = "; ".join(choice.reasons)
+        if not build_missing:
+            raise ModelFileError(f"model {self.model_dir}: no usable {role} engine ({why}); build one with "
+                                 f"`seagull-edge export trt --model {self.model_dir}`")
+        if not onnx.is_file():
+            raise ModelFileError(f"model {self.model_dir}: {onnx.name} is missing, so no {role} engine can be built")
+        from seagull_edge.export.trt import build_cached_engine
+
+        if choice.wanted_precision is not None:  # rebuild what the folder's manifest asked for
+            fp16 = choice.wanted_precision != "fp32" and choice.wanted_precision != "strongly-typed"
+        sys.stderr.write(f"building the TensorRT {role} engine for {self.device.name} ({why}); "
+                         "this happens once and is cached\n")
+        return build_cached_engine(onnx, role, self.device, fp16=fp16, max_rois=max_rois)
+
+    def _check_io(self) -> None:
+        cfg = self.config
+        enc, ass = self.encoder, self.assessor
+        if enc.inputs != ["image"] or enc.specs["image"].shape != (1, 3, cfg.image_size, cfg.image_size):
+            raise ModelFileError(f"engine {enc.path}: inputs {[(n, enc.specs[n].shape) for n in enc.inputs]}, "
+                                 f"model.json says image [1,3,{cfg.image_size},{cfg.image_size}]")
+        if sorted(enc.outputs) != sorted(ENCODER_OUTPUTS):
+            raise ModelFileError(f"engine {enc.path}: outputs {enc.outputs}, expected {list(ENCODER_OUTPUTS)}")
+        if sorted(ass.inputs) != sorted(ASSESSOR_INPUTS) or sorted(ass.outputs) != sorted(ASSESSOR_OUTPUTS):
+            raise ModelFileError(f"engine {ass.path}: I/O {ass.inputs} -> {ass.outputs} is not the assessor contract")
+        for name in ENCODER_OUTPUTS:
+            if enc.specs[name].shape[1:] != ass.specs[name].shape[1:]:
+                raise ModelFileError(f"engines disagree on {name}: {enc.specs[name].shape} vs {ass.specs[name].shape}")
+
+    @property
+    def max_rois(self) -> int:
+        return self.assessor.specs["masks"].max_shape[0]
+
+    def _check_generation(self, feats: DeviceFeatures) -> None:
+        if feats.engine is not self or feats.generation != self._generation:
+            raise RuntimeError("these features were overwritten by a later encode(); encode the image again")
+
+    def encode(self, image: np.ndarray) -> DeviceFeatures:
+        """image float32 [1,3,S,S] -> the four feature maps, left on the GPU."""
+        self.encoder.run({"image": image}, fetch=False)
+        self._generation += 1
+        shapes = tuple(self.encoder.output_shape(n) for n in ENCODER_OUTPUTS)
+        return DeviceFeatures(self._generation, shapes, self)
+
+    def assess(self, feats: DeviceFeatures | Sequence[np.ndarray], masks: np.ndarray,
+               crops: np.ndarray) -> dict[str, np.ndarray]:
+        """feats from :meth:`encode` (or host arrays), masks [Q,S,S], crops [Q,3,C,C] -> logits [Q,...]."""
+        feeds: dict[str, np.ndarray] = {"masks": masks, "crops": crops}
+        bind = {}
+        if isinstance(feats, DeviceFeatures):
+            self._check_generation(feats)
+            bind = {name: self.encoder.device_output(name) for name in ENCODER_OUTPUTS}
+        else:
+            feeds.update({f"feat{i}": f for i, f in enumerate(feats)})
+        out = self.assessor.run(feeds, bind=bind)
+        return {name: out[name] for name in ASSESSOR_OUTPUTS}
+
+    def close(self) -> None:
+        for runner in (getattr(self, "encoder", None), getattr(self, "assessor", None)):
+            if runner is not None:
+                runner.close()

@@ -1,0 +1,287 @@
+"""The TensorRT backend (runtime/trt_engine.py), its engine cache and ``export trt``.
+
+TensorRT and a GPU are not available here, so a fake ``tensorrt`` and a fake CUDA runtime
+(tests/fake_trt.py) stand in: the fake builder embeds the ONNX it parsed in its plan and the fake
+runtime executes it with onnxruntime on the (host-backed) device buffers the code under test
+allocated and bound. What is checked is seagull-edge's own logic: keys, the manifest, refusal
+of foreign or stale engines, profiles, precision per TensorRT version, calibration feeding,
+buffer binding (features stay on the device), CUDA graph capture and replay, and errors.
+Against onnxruntime on the same ONNX the results must agree to float32 round-off (1e-5).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from fake_trt import make_fake_cudart, make_fake_trt  # noqa: E402  (tests/ is on sys.path)
+from seagull_edge.errors import ModelFileError, SeagullInputError
+from seagull_edge.export import trt as export_trt_mod
+from seagull_edge.export.trt import export_trt, trtexec_lines
+from seagull_edge.runtime import engine_cache as ec
+from seagull_edge.runtime import trt_engine as te
+from seagull_edge.runtime.engine import OnnxRuntimeEngine, backend_plan
+from seagull_edge.runtime.image import load_image, preprocess_crops, preprocess_image, preprocess_masks
+
+
+@pytest.fixture()
+def fakes(monkeypatch, tmp_path):
+    """install(version, gpu=..., cc=...) -> (trt, cudart); engines cache in tmp."""
+    monkeypatch.setenv(ec.CACHE_ENV, str(tmp_path / "engine_cache"))
+
+    def install(version="10.3.0", gpu="Fake Orin", cc=(8, 7), gpus=1):
+        trt = make_fake_trt(version)
+        trt.state.embed_onnx = True
+        cudart = make_fake_cudart(gpu, cc, gpus)
+        trt.state.cudart = cudart
+        monkeypatch.setitem(sys.modules, "tensorrt", trt)
+        monkeypatch.setattr(te, "import_cudart", lambda: cudart)
+        return trt, cudart
+    return install
+
+
+@pytest.fixture()
+def frame(model_dir, example_image):
+    """A real photograph, preprocessed, and three ROIs (masks + crops) of it."""
+    from seagull_edge.runtime.config import ModelConfig
+
+    cfg = ModelConfig.load(model_dir)
+    rgb = load_image(example_image)
+    h, w = rgb.shape[:2]
+    boxes = [(0, 0, w // 2, h // 2), (w // 3, h // 4, w // 2, h // 2), (10, 10, 40, 30)]
+    masks = np.zeros((len(boxes), h, w), bool)
+    for m, (x, y, bw, bh) in zip(masks, boxes):
+        m[y:y + bh, x:x + bw] = True
+    return (preprocess_image(rgb, cfg.image_size, cfg.mean, cfg.std), preprocess_masks(masks, cfg.image_size),
+            preprocess_crops(rgb, boxes, cfg.crop_size, cfg.mean, cfg.std))
+
+
+def _built(fakes, model_dir, tmp_path, **kw):
+    trt, cudart = fakes(**{k: kw.pop(k) for k in ("version", "gpu", "cc") if k in kw})
+    out = tmp_path / "with_engines"
+    report = export_trt(model_dir, out, **kw)
+    return trt, cudart, out, report
+
+
+def test_export_trt_writes_engines_manifest_and_trtexec_lines(fakes, model_dir, tmp_path):
+    trt, _, out, report = _built(fakes, model_dir, tmp_path, fp16=True, max_rois=32, workspace_mb=512)
+    for name in ("model.json", "encoder.onnx", "assessor.onnx", "encoder.engine", "assessor.engine", "engines.json"):
+        assert (out / name).is_file(), name
+    manifest = ec.read_manifest(out)
+    assert set(manifest) == {"encoder", "assessor"}
+    key = ec.EngineKey.from_dict(manifest["assessor"]["key"], "test")
+    assert (key.gpu, key.compute_capability, key.tensorrt, key.precision) == ("Fake Orin", "8.7", "10.3.0", "fp16")
+    assert key.onnx_sha256 == ec.file_sha256(model_dir / "assessor.onnx")
+    assert key.profile["masks"] == [[1, 256, 256], [8, 256, 256], [32, 256, 256]]
+    assert key.profile["crops"] == [[1, 3, 128, 128], [8, 3, 128, 128], [32, 3, 128, 128]]
+    assert ec.EngineKey.from_dict(manifest["encoder"]["key"], "test").profile == {}
+    # the builder really got the flag, the pool size and the profile
+    flags = [b.config.flags for b in trt.state.builders]
+    assert all(trt.BuilderFlag.FP16 in f for f in flags)
+    assert trt.state.builders[-1].config.pools[trt.MemoryPoolType.WORKSPACE] == 512 << 20
+    enc_line, ass_line = report.trtexec
+    assert "--fp16" in enc_line and "--minShapes" not in enc_line and "--memPoolSize=workspace:512M" in enc_line
+    assert "--minShapes=masks:1x256x256,crops:1x3x128x128" in ass_line
+    assert "--maxShapes=masks:32x256x256,crops:32x3x128x128" in ass_line
+
+
+def test_trtexec_lines_need_neither_tensorrt_nor_gpu(model_dir, monkeypatch):
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    lines = trtexec_lines(model_dir, max_rois=4, opt_rois=2)
+    assert lines[0].startswith("trtexec --onnx=") and "encoder.engine" in lines[0]
+    assert "--optShapes=masks:2x256x256,crops:2x3x128x128" in lines[1]
+    assert "--stronglyTyped" in trtexec_lines(model_dir, strongly_typed=True)[0]
+
+
+def test_tensorrt_engine_matches_onnxruntime_and_keeps_features_on_device(fakes, model_dir, tmp_path, frame):
+    trt, cudart, out, _ = _built(fakes, model_dir, tmp_path, fp16=False)
+    image, masks, crops = frame
+    ref = OnnxRuntimeEngine(model_dir)
+    want = ref.assess(ref.encode(image), masks, crops)
+    eng = te.TensorRTEngine(out, trt=trt, cudart=cudart, cuda_graphs=False)
+    assert eng.backend == "tensorrt" and eng.max_rois == 64
+    feats = eng.encode(image)
+    h2d = cudart.counts["H2D"]
+    got = eng.assess(feats, masks, crops)
+    assert cudart.counts["H2D"] - h2d == 2  # masks and crops only: the features were bound on the device
+    for name, value in want.items():
+        assert got[name].shape == value.shape and got[name].dtype == np.float32
+        np.testing.assert_allclose(got[name], value, atol=1e-5, rtol=0)
+    # the features can still be read back, and host features work as well
+    host_feats = feats.numpy()
+    for a, b in zip(host_feats, ref.encode(image)):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+    one = eng.assess(host_feats, masks[:1], crops[:1])
+    np.testing.assert_allclose(one["quality_logits"], want["quality_logits"][:1], atol=1e-5, rtol=0)
+    # features of an earlier image are refused, not silently mixed up
+    eng.encode(image)
+    with pytest.raises(RuntimeError, match="overwritten"):
+        eng.assess(feats, masks, crops)
+
+
+def test_cuda_graphs_are_captured_once_per_shape_and_replayed(fakes, model_dir, tmp_path, frame):
+    trt, cudart, out, _ = _built(fakes, model_dir, tmp_path)
+    image, masks, crops = frame
+    eng = te.TensorRTEngine(out, trt=trt, cudart=cudart, cuda_graphs=True)
+    ref = OnnxRuntimeEngine(model_dir)
+    want = ref.assess(ref.encode(image), masks, crops)
+    results = []
+    for q in (3, 3, 1, 3):
+        results.append(eng.assess(eng.encode(image), masks[:q], crops[:q]))
+    # encoder: one shape; assessor: Q=3 and Q=1 -> 3 captures in all, every run a graph launch
+    assert cudart.counts["graph_capture"] == 3
+    assert cudart.counts["graph_launch"] == 8
+    for r in (results[0], results[1], results[3]):
+        np.testing.assert_allclose(r["severity_logits"], want["severity_logits"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(results[2]["quality_logits"], want["quality_logits"][:1], atol=1e-5, rtol=0)
+
+
+def test_too_many_rois_for_the_profile_is_a_clear_error(fakes, model_dir, tmp_path, frame):
+    trt, cudart, out, _ = _built(fakes, model_dir, tmp_path, max_rois=2)
+    image, masks, crops = frame
+    eng = te.TensorRTEngine(out, trt=trt, cudart=cudart)
+    with pytest.raises(SeagullInputError, match=r"masks of shape \[3, 256, 256\].*largest \[2, 256, 256\]"):
+        eng.assess(eng.encode(image), masks, crops)
+
+
+def test_foreign_gpu_or_tensorrt_is_refused_not_deserialized(fakes, model_dir, tmp_path):
+    _, _, out, _ = _built(fakes, model_dir, tmp_path, gpu="Fake Orin", cc=(8, 7))
+    trt, cudart = fakes(gpu="Fake H100", cc=(9, 0))
+    with pytest.raises(ModelFileError, match=r"built for Fake Orin \(sm 8\.7\), this GPU is Fake H100 \(sm 9\.0\)"):
+        te.TensorRTEngine(out, trt=trt, cudart=cudart, build_missing=False)
+    trt, cudart = fakes(version="10.9.0")
+    with pytest.raises(ModelFileError, match=r"built with TensorRT 10\.3\.0, this is TensorRT 10\.9\.0.*export trt"):
+        te.TensorRTEngine(out, trt=trt, cudart=cudart, build_missing=False)
+
+
+def test_stale_engine_is_rebuilt_into_the_cache_once(fakes, model_dir, tmp_path, frame, edge_fast_model):
+    import torch
+
+    from seagull_edge.export.onnx import export_onnx
+
+    trt, cudart, out, _ = _built(fakes, model_dir, tmp_path)
+    # new weights, same folder: the engines beside the ONNX are now stale
+    torch.manual_seed(7)
+    from seagull_edge.model import build_model
+
+    export_onnx(build_model("edge-fast"), out, weights=False)
+    with pytest.raises(ModelFileError, match="ONNX file changed"):
+        te.TensorRTEngine(out, trt=trt, cudart=cudart, build_missing=False)
+    builds = len(trt.state.builders)
+    eng = te.TensorRTEngine(out, trt=trt, cudart=cudart)
+    assert len(trt.state.builders) == builds + 2
+    assert all(p.parent == ec.cache_dir() for p in eng.engine_paths.values())
+    image, masks, crops = frame
+    ref = OnnxRuntimeEngine(out)
+    np.testing.assert_allclose(eng.assess(eng.encode(image), masks, crops)["quality_logits"],
+                               ref.assess(ref.encode(image), masks, crops)["quality_logits"], atol=1e-5, rtol=0)
+    te.TensorRTEngine(out, trt=trt, cudart=cudart)  # second start: the cache answers, nothing is built
+    assert len(trt.state.builders) == builds + 2
+
+
+def test_engine_without_manifest_entry_is_never_loaded(fakes, model_dir, tmp_path):
+    trt, cudart, out, _ = _built(fakes, model_dir, tmp_path)
+    (out / "engines.json").unlink()
+    with pytest.raises(ModelFileError, match="no entry in engines.json"):
+        te.TensorRTEngine(out, trt=trt, cudart=cudart, build_missing=False)
+
+
+def test_tensorrt_11_fp16_is_an_fp16_onnx_and_int8_is_refused(fakes, model_dir, tmp_path, example_image):
+    trt, cudart, out, report = _built(fakes, model_dir, tmp_path, version="11.1.0", fp16=True)
+    manifest = ec.read_manifest(out)
+    assert manifest["encoder"]["key"]["precision"] == "strongly-typed-fp16"
+    assert manifest["assessor"]["key"]["precision"] == "strongly-typed"
+    assert "fp32" in manifest["assessor"]["note"]
+    assert all("--stronglyTyped" in line and "--fp16" not in line for line in report.trtexec)
+    # the network was created strongly typed and the encoder graph TensorRT parsed was float16
+    assert all(b.network.flags & (1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+               for b in trt.state.builders)
+    plan = (out / "encoder.engine").read_bytes()
+    graph = onnx.load_from_string(plan.split(b"\n", 2)[2])
+    dtypes = {t.data_type for t in graph.graph.initializer}
+    assert onnx.TensorProto.FLOAT16 in dtypes
+    assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 I/O kept
+    with pytest.raises(SeagullInputError, match="ModelOpt"):
+        export_trt(model_dir, tmp_path / "int8", int8=True, calib=[example_image])
+
+
+def test_fp16_encoder_onnx_is_close_to_fp32(model_dir, tmp_path, frame):
+    """What TensorRT 11 gets for --fp16: within fp16 round-off of the float32 graph."""
+    export_trt_mod._fp16_onnx(model_dir / "encoder.onnx", tmp_path / "encoder.onnx")
+    import onnxruntime as ort
+
+    image = frame[0]
+    want = ort.InferenceSession(str(model_dir / "encoder.onnx")).run(None, {"image": image})
+    got = ort.InferenceSession(str(tmp_path / "encoder.onnx")).run(None, {"image": image})
+    for a, b in zip(got, want):
+        scale = float(np.abs(b).max())
+        assert float(np.abs(a - b).max()) <= 2e-2 * scale  # fp16 keeps ~3 digits through 4 stages
+
+
+def test_int8_calibration_feeds_real_batches(fakes, model_dir, tmp_path, example_image):
+    from seagull_edge.runtime.image import IMAGE_SUFFIXES
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i, src in enumerate([example_image, example_image.with_name("coffee.jpg")]):
+        assert src.suffix in IMAGE_SUFFIXES
+        (calib / f"{i}{src.suffix}").write_bytes(src.read_bytes())
+    trt, cudart, out, report = _built(fakes, model_dir, tmp_path, int8=True, fp16=True, calib=[calib], opt_rois=4)
+    assert len(trt.state.calibration_batches) == 4  # 2 images x (encoder, assessor)
+    manifest = ec.read_manifest(out)
+    assert {e["key"]["precision"] for e in manifest.values()} == {"int8"}
+    assert (out / "encoder.calib").read_bytes() == b"fake-calibration"
+    assessor_config = trt.state.builders[-1].config
+    assert trt.BuilderFlag.INT8 in assessor_config.flags and assessor_config.calibration_profile is not None
+    # the last assessor batch: Q = opt_rois ROIs of real features in the device buffers TensorRT got
+    ptrs = trt.state.calibration_batches[-1]
+    assert len(ptrs) == 6 and all(p in cudart.memory for p in ptrs)
+    assert "--int8" in report.trtexec[0]
+    with pytest.raises(SeagullInputError, match="--calib"):
+        export_trt(model_dir, tmp_path / "x", int8=True)
+
+
+def test_no_gpu_and_no_tensorrt_give_one_clear_line(fakes, model_dir, tmp_path, monkeypatch):
+    trt, cudart = fakes(gpus=0)
+    with pytest.raises(SeagullInputError, match="needs the GPU"):
+        export_trt(model_dir, tmp_path / "out")
+    with pytest.raises(SeagullInputError, match="needs an NVIDIA GPU"):
+        te.TensorRTEngine(model_dir, trt=trt, cudart=cudart)
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import fails
+    with pytest.raises(SeagullInputError, match="JetPack"):
+        te.import_tensorrt()
+
+
+def test_engine_key_digest_and_mismatches():
+    dev = ec.DeviceIdentity("Orin", "8.7")
+    key = ec.EngineKey.make("ab" * 32, dev, "10.3.0", "fp16", {"masks": ((1, 2), (4, 2), (8, 2))})
+    same = ec.EngineKey.from_dict(json.loads(json.dumps(key.__dict__)), "x")
+    assert same == key and same.digest() == key.digest() and len(key.digest()) == 16
+    other = ec.EngineKey.make("ab" * 32, dev, "10.3.0", "fp32", {"masks": ((1, 2), (4, 2), (8, 2))})
+    assert other.digest() != key.digest()
+    assert key.mismatches(dev, "10.3.0", "ab" * 32) == []
+    assert len(key.mismatches(ec.DeviceIdentity("H100", "9.0"), "10.9.0", "cd" * 32)) == 3
+    with pytest.raises(ModelFileError, match="incomplete"):
+        ec.EngineKey.from_dict({"gpu": "x"}, "engines.json")
+
+
+def test_backend_plan_order_and_reasons(model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    plan = backend_plan(model_dir, gpu=False)
+    assert [b for b, _ in plan] == ["onnxruntime"]
+    assert "an NVIDIA GPU" in plan[0][1]
+    # GPU + torch + weights (export writes them) -> torch before onnxruntime
+    assert [b for b, _ in backend_plan(model_dir, gpu=True)][:1] == ["torch"]
+    folder = tmp_path / "m"
+    shutil.copytree(model_dir, folder)
+    (folder / "engines.json").write_text('{"engines": {}}')
+    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_trt("10.3.0"))
+    assert [b for b, _ in backend_plan(folder, gpu=True)] == ["tensorrt", "torch", "onnxruntime"]
+    (folder / "weights.safetensors").unlink()
+    names_reasons = dict(backend_plan(folder, gpu=True))
+    assert "torch" not in names_reasons and "weights.safetensors" in names_reasons["onnxruntime"]
