@@ -19,7 +19,7 @@ app = typer.Typer(
     name="seagull-edge", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="SEAGULL region-of-interest image quality assessment on edge devices.",
 )
-export_app = typer.Typer(no_args_is_help=True, help="Export engines (ONNX).")
+export_app = typer.Typer(no_args_is_help=True, help="Export engines (ONNX, TensorRT, MobileSAM).")
 app.add_typer(export_app, name="export")
 
 
@@ -44,6 +44,18 @@ def _warn(text: str) -> None:
     sys.stderr.flush()
 
 
+SEGMENTER_CHOICES = ("auto", "mobilesam", "grabcut", "none")  # = runtime.segmenter.SEGMENTERS
+SEGMENTER_HELP = ("How boxes and points become masks: auto (MobileSAM if --sam-model or "
+                  "$SEAGULL_EDGE_SAM_MODEL is set, else GrabCut) | mobilesam | grabcut | none (rectangles).")
+SAM_MODEL_HELP = "MobileSAM folder made by `export mobilesam` (default: $SEAGULL_EDGE_SAM_MODEL)."
+
+
+def _check_segmenter(kind: str) -> None:
+    """Refuse an unknown --segmenter before any model is loaded."""
+    if kind not in SEGMENTER_CHOICES:
+        raise SeagullInputError(f"--segmenter {kind!r}: choose one of {', '.join(SEGMENTER_CHOICES)}")
+
+
 @app.command()
 def assess(
     image: Optional[Path] = typer.Argument(None, help="Image file (PNG, JPEG, TIFF, WebP, BMP, ...)."),
@@ -58,6 +70,9 @@ def assess(
     backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt | torch."),
     tasks: str = typer.Option("quality,importance,distortion", "--tasks", help="Comma-separated answers to give."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of text."),
+    segmenter: str = typer.Option("auto", "--segmenter", help=SEGMENTER_HELP),
+    sam_model: Optional[Path] = typer.Option(None, "--sam-model", help=SAM_MODEL_HELP),
+    overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write the image with each ROI outlined and labelled (PNG/JPEG)."),
 ) -> None:
     """Assess ROIs of an image: quality, importance and distortions. No ROI = the whole image."""
     from seagull_edge.runtime.batch import read_seed_batch
@@ -65,17 +80,29 @@ def assess(
     from seagull_edge.runtime.prompts import load_mask_png, parse_box, parse_point, rle_to_roi
 
     task_list = parse_tasks(tasks)
+    _check_segmenter(segmenter)
     if batch is not None:
         if image is not None or box or point or mask or rle:
             raise SeagullInputError("--batch takes its images and ROIs from the JSON file; give no IMAGE or ROI options")
+        if overlay is not None:
+            raise SeagullInputError("--overlay draws one image; it cannot be used with --batch")
         items = read_seed_batch(batch, img_dir, mask_type)
+        # The seed's `points` boxes are rectangles; a segmenter only when asked for by name.
+        if segmenter == "auto":
+            segmenter = "none"
     else:
         if image is None:
             raise SeagullInputError("give an IMAGE (or --batch FILE.json)")
         boxes = [parse_box(b) for b in box]
         points = [parse_point(p) for p in point]
+        if not (boxes or points):
+            segmenter = "none"  # nothing to segment: do not load a segmenter
+        if overlay is not None:
+            from seagull_edge.runtime.overlay import check_image_path
 
-    assessor = Assessor.from_pretrained(model, backend=backend)
+            check_image_path(overlay, "--overlay")
+
+    assessor = Assessor.from_pretrained(model, backend=backend, segmenter=segmenter, sam_model=sam_model)
 
     def emit(result) -> None:
         _say(result.to_json() if as_json else result.summary())
@@ -85,7 +112,12 @@ def assess(
         w, h = assessor.image_size
         extra = [load_mask_png(m, w, h) for m in mask] + [rle_to_roi(r, w, h, name=f"--rle {i}") for i, r in enumerate(rle)]
         rois = assessor.rois_from_prompts(boxes, points, extra)
-        emit(assessor.predict(rois, task_list))
+        result = assessor.predict(rois, task_list)
+        if overlay is not None:
+            from seagull_edge.runtime.overlay import write_overlay
+
+            write_overlay(overlay, assessor.image, result, rois)
+        emit(result)
         return
 
     failures = 0
@@ -95,7 +127,11 @@ def assess(
             if item.image != current:
                 assessor.set_image(item.image)
                 current = item.image
-            emit(assessor.predict(item.to_rois(*assessor.image_size), task_list))
+            if item.mask_type == "points" and assessor.segmenter is not None:
+                rois = assessor.rois_from_prompts(boxes=item.rois)
+            else:
+                rois = item.to_rois(*assessor.image_size)
+            emit(assessor.predict(rois, task_list))
         except SeagullInputError as exc:
             failures += 1
             current = None
@@ -105,13 +141,136 @@ def assess(
 
 
 @app.command()
-def doctor() -> None:
+def segment(
+    image: Path = typer.Argument(..., help="Image file."),
+    box: List[str] = typer.Option([], "--box", help="Box prompt X,Y,W,H in pixels (repeatable)."),
+    point: List[str] = typer.Option([], "--point", help="Point prompt X,Y (repeatable)."),
+    out: Path = typer.Option(..., "--out", help="Mask PNG (255 inside, 0 outside). Several prompts: OUT.png, "
+                             "OUT_1.png, OUT_2.png, ... in prompt order, boxes first (or one file with --union)."),
+    union: bool = typer.Option(False, "--union", help="Write one mask: the union of all prompts' masks."),
+    segmenter: str = typer.Option("auto", "--segmenter", help=SEGMENTER_HELP),
+    sam_model: Optional[Path] = typer.Option(None, "--sam-model", help=SAM_MODEL_HELP),
+    backend: str = typer.Option("auto", "--backend", help="MobileSAM's runtime: auto | onnxruntime | tensorrt."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (files, prompts, boxes, areas, times)."),
+) -> None:
+    """Run the segmentation stage alone: box/point prompts -> mask PNG(s)."""
+    import json
+    import time
+
+    import numpy as np
+
+    from seagull_edge.runtime.image import load_image, mask_bbox
+    from seagull_edge.runtime.overlay import check_mask_path, mask_paths, write_mask
+    from seagull_edge.runtime.pipeline import make_segmenter, segment_prompts
+    from seagull_edge.runtime.prompts import parse_box, parse_point
+
+    _check_segmenter(segmenter)
+    boxes = [parse_box(b) for b in box]
+    points = [parse_point(p) for p in point]
+    if not (boxes or points):
+        raise SeagullInputError("give at least one --box X,Y,W,H or --point X,Y to segment")
+    paths = [out] if union else mask_paths(out, len(boxes) + len(points))
+    for p in paths:
+        check_mask_path(p)
+    t0 = time.perf_counter()
+    rgb = load_image(image)
+    t1 = time.perf_counter()
+    seg = make_segmenter(segmenter, sam_model=sam_model, backend=backend)
+    t2 = time.perf_counter()
+    h, w = rgb.shape[:2]
+    if seg is not None:
+        seg.set_image(rgb)
+    rois = segment_prompts(seg, w, h, boxes, points)
+    t3 = time.perf_counter()
+    masks = [np.logical_or.reduce([r.mask for r in rois])] if union else [r.mask for r in rois]
+    prompts = [[r.prompt for r in rois]] if union else [[r.prompt] for r in rois]
+    records = []
+    for path, m, prompt in zip(paths, masks, prompts):
+        write_mask(path, m)
+        records.append({"file": str(path), "prompts": prompt, "bbox": list(mask_bbox(m)), "area": int(m.sum())})
+    if as_json:
+        _say(json.dumps({"image": str(image), "width": w, "height": h,
+                         "segmenter": getattr(seg, "name", "none"), "masks": records,
+                         "timings_ms": {"decode": round((t1 - t0) * 1e3, 2), "load": round((t2 - t1) * 1e3, 2),
+                                        "segment": round((t3 - t2) * 1e3, 2)}}))
+    else:
+        for r in records:
+            where = "; ".join(", ".join(f"{k} {v}" for k, v in p.items()) for p in r["prompts"])
+            _say(f"{r['file']}: [{where}] bbox {r['bbox']}, {r['area']} px")
+
+
+@app.command()
+def stream(
+    source: str = typer.Argument(..., help="Video file, image folder, glob ('frames/*.png'), camera index (0) or URL (rtsp://...)."),
+    box: List[str] = typer.Option([], "--box", help="ROI box X,Y,W,H, the same on every frame (repeatable)."),
+    point: List[str] = typer.Option([], "--point", help="ROI point X,Y (repeatable)."),
+    every: int = typer.Option(1, "--every", min=1, help="Assess every N-th frame (0, N, 2N, ...)."),
+    jsonl: str = typer.Option("-", "--jsonl", help="Where the JSON Lines go: - (stdout) or a file (flushed per line)."),
+    overlay_dir: Optional[Path] = typer.Option(None, "--overlay-dir", help="Also write frame_<index>.png overlays here."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many assessed frames."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the embedded model)."),
+    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt | torch."),
+    tasks: str = typer.Option("quality,importance,distortion", "--tasks", help="Comma-separated answers to give."),
+    segmenter: str = typer.Option("auto", "--segmenter", help=SEGMENTER_HELP),
+    sam_model: Optional[Path] = typer.Option(None, "--sam-model", help=SAM_MODEL_HELP),
+) -> None:
+    """Assess the same ROIs on every N-th frame of a video, folder, camera or URL -> JSON Lines.
+
+    One line per assessed frame: the `assess --json` object with "frame", "source" and "pts_ms"
+    in front, or {"frame", "source", "pts_ms", "image", "error"} for a frame that could not be
+    read or assessed (the stream goes on). Ctrl-C stops cleanly; a summary line goes to stderr.
+    """
+    from seagull_edge.runtime.overlay import check_output_dir
+    from seagull_edge.runtime.pipeline import Assessor, parse_tasks
+    from seagull_edge.runtime.prompts import parse_box, parse_point
+    from seagull_edge.runtime.stream import JsonlWriter, open_source, run_stream
+
+    task_list = parse_tasks(tasks)
+    _check_segmenter(segmenter)
+    boxes = [parse_box(b) for b in box]
+    points = [parse_point(p) for p in point]
+    if not (boxes or points):
+        segmenter = "none"
+    if overlay_dir is not None:
+        check_output_dir(overlay_dir, "--overlay-dir")
+    with open_source(source) as src, JsonlWriter(jsonl) as writer:
+        assessor = Assessor.from_pretrained(model, backend=backend, segmenter=segmenter, sam_model=sam_model)
+        progress = None
+        if sys.stderr.isatty():
+            import time
+
+            last = [0.0]
+
+            def progress(stats, frame) -> None:
+                now = time.perf_counter()
+                if now - last[0] >= 0.25:
+                    last[0] = now
+                    sys.stderr.write(f"\rframe {frame.index}: {stats.processed} assessed, {stats.failed} failed, "
+                                     f"mean {stats.mean_ms:.0f} ms ")
+                    sys.stderr.flush()
+
+        stats = run_stream(assessor, src, writer, boxes=boxes, points=points, every=every, max_frames=max_frames,
+                           tasks=task_list, overlay_dir=overlay_dir, progress=progress)
+    if progress is not None:
+        sys.stderr.write("\n")
+    _warn(stats.summary())
+
+
+@app.command()
+def doctor(
+    model: Optional[Path] = typer.Option(None, "--model", help="Also say which backend `auto` picks for this model folder."),
+) -> None:
     """Report versions, backends, GPU and TensorRT, and what is missing with how to get it."""
     from rich.console import Console
     from rich.table import Table
 
     from seagull_edge import __version__
     from seagull_edge.doctor import backends, run_checks
+    from seagull_edge.runtime.engine import backend_plan, resolve_model_dir
+    from seagull_edge.runtime.pipeline import DEFAULT_MODEL_DIR
+
+    folder = resolve_model_dir(model) if model is not None else (
+        DEFAULT_MODEL_DIR if (DEFAULT_MODEL_DIR / "model.json").is_file() else None)
 
     checks = run_checks()
     table = Table(title=f"seagull-edge {__version__}", show_lines=False)
@@ -125,6 +284,9 @@ def doctor() -> None:
     console.print(table)
     for name, state in backends(checks).items():
         console.print(f"backend {name}: {state}")
+    if folder is not None:
+        plan = backend_plan(folder)
+        console.print(f"auto for {folder}: {plan[0][0]} ({plan[0][1]})")
 
 
 def _progress_bar(description: str):
@@ -248,6 +410,8 @@ def export_onnx_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed for --random-init."),
     roi_pool: str = typer.Option("onnx", "--roi-pool",
                                  help="Masked ROI pooling as stock ONNX ops (onnx) or one seagull::MaskedRoiPool node (custom)."),
+    weights: bool = typer.Option(True, "--weights/--no-weights",
+                                 help="Also write weights.safetensors (the torch backend needs it)."),
 ) -> None:
     """Export a model folder for the runtime."""
     if roi_pool not in ("onnx", "custom"):
@@ -272,8 +436,62 @@ def export_onnx_cmd(
     model = build_model(preset)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
-    cfg = export_onnx(model, out, trained=checkpoint is not None, roi_pool=roi_pool)
+    cfg = export_onnx(model, out, trained=checkpoint is not None, roi_pool=roi_pool, weights=weights)
     _warn(f"wrote {out}/{cfg.files['encoder']}, {cfg.files['assessor']}, model.json (preset {preset})")
+
+
+@export_app.command("mobilesam")
+def export_mobilesam_cmd(
+    out: Path = typer.Option(..., "--out", help="Folder to write (image_encoder.onnx, mask_decoder.onnx, mobilesam.json)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="mobile_sam.pt (or a SAM vit_b/vit_l checkpoint)."),
+    model_type: str = typer.Option("vit_t", "--model-type", help="vit_t (MobileSAM) | vit_b | vit_l."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset."),
+    random_init: bool = typer.Option(False, "--random-init", help="Export random weights (for trying the pipeline)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed for --random-init."),
+) -> None:
+    """Export MobileSAM as ONNX for `--segmenter mobilesam --sam-model DIR`."""
+    if (checkpoint is None) == (not random_init):
+        raise SeagullInputError("give exactly one of --checkpoint FILE or --random-init")
+    try:
+        from seagull_edge.export.mobilesam import export_mobilesam
+
+        path = export_mobilesam(checkpoint, out, model_type=model_type, opset=opset, random_init=random_init, seed=seed)
+    except ModuleNotFoundError as exc:
+        raise SeagullInputError(f"export mobilesam needs {exc.name}: pip install 'seagull-edge[sam]'") from None
+    _warn(f"wrote {path}")
+
+
+@export_app.command("trt")
+def export_trt_cmd(
+    model: Path = typer.Option(..., "--model", help="Model folder (SEAGULL from `export onnx`, or MobileSAM from `export mobilesam`)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the engines (default: the model folder)."),
+    fp16: bool = typer.Option(False, "--fp16", help="FP16 (TensorRT 10: builder flag; 11: an fp16 ONNX)."),
+    int8: bool = typer.Option(False, "--int8", help="INT8 with calibration (TensorRT 10 only; needs --calib)."),
+    calib: List[str] = typer.Option([], "--calib", help="Calibration images: a folder, glob or file (repeatable)."),
+    max_rois: int = typer.Option(64, "--max-rois", help="Largest number of ROIs (MobileSAM: prompts) per call."),
+    max_points: int = typer.Option(16, "--max-points", help="MobileSAM decoder: largest number of points per prompt."),
+    workspace: int = typer.Option(1024, "--workspace", help="Builder workspace in MB."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only print the equivalent trtexec lines (no TensorRT needed)."),
+    verbose: bool = typer.Option(False, "--verbose", help="TensorRT's verbose log."),
+) -> None:
+    """Build TensorRT engines for this machine's GPU (and print the equivalent trtexec lines)."""
+    from seagull_edge.export.trt import export_trt, trtexec_lines
+
+    if dry_run:
+        for line in trtexec_lines(model, out, fp16=fp16, max_rois=max_rois, max_points=max_points,
+                                  workspace_mb=workspace):
+            _say(line)
+        return
+    report = export_trt(model, out, fp16=fp16, int8=int8, calib=calib, max_rois=max_rois, max_points=max_points,
+                        workspace_mb=workspace, verbose=verbose)
+    for role, entry in report.engines.items():
+        key = entry["key"]
+        note = f"; {entry['note']}" if entry.get("note") else ""
+        _warn(f"wrote {report.out_dir / entry['file']} ({role}: TensorRT {key['tensorrt']}, {key['precision']}, "
+              f"{key['gpu']} sm {key['compute_capability']}{note})")
+    _warn("equivalent trtexec lines (to build on a device without Python):")
+    for line in report.trtexec:
+        _say(line)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,6 +29,7 @@ TIMING_KEYS = ["decode", "segment", "encode", "assess", "total"]
 def run_cli(*args, cwd: Path | None = None, python_flags: tuple[str, ...] = (), timeout: float = 120):
     env = dict(os.environ)
     env.pop("SEAGULL_EDGE_DEBUG", None)  # tracebacks only when asked for
+    env.pop("SEAGULL_EDGE_SAM_MODEL", None)  # --segmenter auto means GrabCut here
     env["OMP_NUM_THREADS"] = "2"
     return subprocess.run([sys.executable, *python_flags, "-m", "seagull_edge", *[str(a) for a in args]],
                           capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
@@ -132,7 +133,8 @@ def model_name(model_dir) -> str:
 
 
 def test_assess_box_json_matches_design_and_library(model_dir, example_image, model_name):
-    res = assess_json(example_image, "--box", "10,20,100,80", "--model", model_dir)
+    # --segmenter none: a box is its rectangle, as in the library's default (the CLI's is auto).
+    res = assess_json(example_image, "--box", "10,20,100,80", "--model", model_dir, "--segmenter", "none")
     check_result(res, str(example_image), model_name)
     assert len(res["rois"]) == 1
     roi = res["rois"][0]
@@ -179,7 +181,8 @@ def test_assess_several_rois_in_order(model_dir, example_image, model_name, tmp_
     counts = rle["counts"].decode("ascii")
 
     res = assess_json(example_image, "--box", "10,20,100,80", "--box", "400,250,100,100",
-                      "--point", "200,150", "--mask", mask_png, "--rle", counts, "--model", model_dir)
+                      "--point", "200,150", "--mask", mask_png, "--rle", counts, "--model", model_dir,
+                      "--segmenter", "none")
     check_result(res, str(example_image), model_name)
     rois = res["rois"]
     assert [r["id"] for r in rois] == [0, 1, 2, 3, 4]

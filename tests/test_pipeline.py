@@ -120,3 +120,122 @@ def test_missing_default_model_is_reported(monkeypatch, tmp_path):
     monkeypatch.setattr(pipeline, "DEFAULT_MODEL_DIR", tmp_path)
     with pytest.raises(ModelFileError, match="no default model"):
         Assessor.from_pretrained()
+
+
+# ============================================================================ stages (issue 6)
+
+
+def test_input_buffers_equal_reference_preprocessing(model_dir, example_image, rng):
+    """The reused mask/crop buffers hold exactly what image.preprocess_masks/_crops give, as they
+    grow (3 -> 7 ROIs) and shrink (2) across calls, for contiguous and non-contiguous masks."""
+    from seagull_edge.runtime import image as imops
+    from seagull_edge.runtime.pipeline import _InputBuffers
+
+    a = Assessor.from_pretrained(model_dir)
+    cfg = a.config
+    rgb = load_image(example_image)
+    h, w = rgb.shape[:2]
+    bufs = _InputBuffers(cfg.image_size, cfg.crop_size, cfg.mean, cfg.std)
+    for q in (3, 7, 2):
+        masks = [rng.random((h, w)) > 0.7 for _ in range(q)]
+        masks[0] = np.asfortranarray(masks[0])  # not C-contiguous
+        masks[-1] = box_to_roi((17, 9, 40, 31), w, h).mask
+        boxes = [mask_bbox(m) for m in masks]
+        got_m, got_c = bufs.fill(rgb, masks, boxes)
+        np.testing.assert_array_equal(got_m, imops.preprocess_masks(np.stack(masks), cfg.image_size))
+        np.testing.assert_array_equal(got_c, imops.preprocess_crops(rgb, boxes, cfg.crop_size, cfg.mean, cfg.std))
+    assert bufs._masks.shape[0] == 7  # grown once, kept
+
+
+class FakeSegmenter:
+    """Records calls; box -> its centred half-size rectangle; point -> a 5x5 square; the ``empty``
+    prompt indices of the first call get an empty mask (the pipeline must keep the rectangle then)."""
+
+    name = "fake"
+
+    def __init__(self, empty=()):
+        self.images, self.calls, self.empty = [], [], set(empty)
+
+    def set_image(self, rgb):
+        assert rgb.dtype == np.uint8 and rgb.ndim == 3
+        self.images.append(rgb.shape)
+
+    def segment(self, boxes=(), points=()):
+        self.calls.append((list(boxes), list(points)))
+        h, w = self.images[-1][:2]
+        out = []
+        for x, y, bw, bh in boxes:
+            m = np.zeros((h, w), bool)
+            m[y + bh // 4:y + bh // 4 + max(1, bh // 2), x + bw // 4:x + bw // 4 + max(1, bw // 2)] = True
+            out.append(m)
+        for px, py in points:
+            m = np.zeros((h, w), bool)
+            m[int(py) - 2:int(py) + 3, int(px) - 2:int(px) + 3] = True
+            out.append(m)
+        for i in self.empty:
+            out[i] = np.zeros((h, w), bool)
+        self.empty = set()  # first call only
+        return out
+
+
+def test_segmenter_stage(model_dir, example_image):
+    seg = FakeSegmenter(empty={1})
+    a = Assessor(Assessor.from_pretrained(model_dir).engine, segmenter=seg)
+    given = np.zeros((300, 451), bool)
+    given[200:260, 10:90] = True
+    r = a.assess(example_image, boxes=[(100, 40, 80, 60), (420, 280, 100, 100)], points=[(300, 100)], masks=[given])
+    # One set_image per image; boxes (clipped to the image) then points go to the segmenter;
+    # the given mask does not.
+    assert seg.images == [(300, 451, 3)]
+    assert seg.calls == [([(100, 40, 80, 60), (420, 280, 31, 20)], [(300.0, 100.0)])]
+    assert [x.prompt for x in r.rois] == [{"box": [100, 40, 80, 60]}, {"box": [420, 280, 100, 100]},
+                                          {"point": [300, 100]}, {"mask": "mask 0"}]
+    assert r.rois[0].bbox == [120, 55, 40, 30] and r.rois[0].area == 1200  # the segmenter's mask
+    assert r.rois[1].bbox == [420, 280, 31, 20]  # empty mask from the segmenter: the clipped box
+    assert r.rois[2].bbox == [298, 98, 5, 5]
+    assert r.rois[3].bbox == [10, 200, 80, 60] and r.rois[3].area == 80 * 60
+    assert [m.sum() for m in (x.mask for x in a.last_rois)] == [1200, 31 * 20, 25, 80 * 60]
+    t = r.timings_ms
+    assert list(t) == ["decode", "segment", "encode", "assess", "total"]
+    assert t["segment"] > 0 and t["total"] == pytest.approx(sum(t[k] for k in ("decode", "segment", "encode", "assess")))
+    # The same image again: the segmenter's encoder is not rerun; a new image reruns it.
+    a.predict(a.rois_from_prompts(boxes=[(0, 0, 50, 50)]))
+    assert len(seg.images) == 1 and len(seg.calls) == 2
+    whole = a.assess(example_image)  # no prompt: the whole image, no segmentation at all
+    assert len(seg.images) == 1 and whole.rois[0].prompt == {"image": True} and whole.timings_ms["segment"] == 0.0
+    a.assess(example_image, boxes=[(0, 0, 50, 50)])
+    assert len(seg.images) == 2
+
+
+def test_segmenter_mask_count_and_shape_are_checked(model_dir, example_image):
+    class Short(FakeSegmenter):
+        def segment(self, boxes=(), points=()):
+            return super().segment(boxes, points)[:-1]
+
+    a = Assessor(Assessor.from_pretrained(model_dir).engine, segmenter=Short())
+    with pytest.raises(RuntimeError, match="1 masks for 2 prompts"):
+        a.assess(example_image, boxes=[(0, 0, 50, 50)], points=[(100, 100)])
+
+
+def test_segmenter_names(model_dir, example_image):
+    from seagull_edge.errors import SeagullInputError
+    from seagull_edge.runtime.pipeline import make_segmenter
+
+    assert make_segmenter("none") is None and make_segmenter(None) is None
+    assert Assessor.from_pretrained(model_dir, segmenter="none").segmenter is None
+    grab = Assessor.from_pretrained(model_dir, segmenter="grabcut")
+    assert grab.segmenter.name == "grabcut"
+    r = grab.assess(example_image, boxes=[(150, 30, 250, 260)])
+    x, y, w, h = r.rois[0].bbox
+    assert r.rois[0].prompt == {"box": [150, 30, 250, 260]}
+    assert 150 <= x and 30 <= y and x + w <= 400 and y + h <= 290 and r.rois[0].area < 250 * 260
+    with pytest.raises(SeagullInputError, match="segmenter"):
+        make_segmenter("sam2")
+
+
+def test_bytes_and_decode_ms(model_dir, example_image):
+    a = Assessor.from_pretrained(model_dir)
+    ref = a.assess(example_image, boxes=[(10, 20, 100, 80)])
+    r = a.assess(example_image.read_bytes(), boxes=[(10, 20, 100, 80)], name="cam", decode_ms=1000.0)
+    assert r.image == "cam" and r.rois[0].quality.probs == ref.rois[0].quality.probs
+    assert r.timings_ms["decode"] >= 1000.0

@@ -62,14 +62,17 @@ def make_segmenter(segmenter: Any = "none", sam_model: str | os.PathLike | None 
     """A segmenter name (``auto | mobilesam | grabcut | none``) or object -> a segmenter, or None.
 
     ``none`` (and a segmenter object named ``"none"``) gives None: prompts stay rectangles, and
-    :mod:`seagull_edge.runtime.segmenter` is not even imported.
+    :mod:`seagull_edge.runtime.segmenter` is not even imported. ``backend`` is passed on to
+    MobileSAM when it has it (``auto``/``onnxruntime``/``tensorrt``), else ``auto``.
     """
     if segmenter is None or segmenter == "none":
         return None
     if isinstance(segmenter, str):
-        from seagull_edge.runtime.segmenter import create_segmenter
+        from seagull_edge.runtime.segmenter import SAM_BACKENDS, create_segmenter
 
-        segmenter = create_segmenter(segmenter, sam_model=sam_model, backend=backend)
+        # The assessor's backend where MobileSAM has it too (torch has no MobileSAM runner).
+        sam_backend = backend if backend in SAM_BACKENDS else "auto"
+        segmenter = create_segmenter(segmenter, sam_model=sam_model, backend=sam_backend)
     return None if getattr(segmenter, "name", None) == "none" else segmenter
 
 
@@ -229,8 +232,10 @@ class Assessor:
     def segment(self, boxes: Sequence = (), points: Sequence = ()) -> list[Roi]:
         """Box and point prompts on the current image -> ROIs (see :func:`segment_prompts`)."""
         w, h = self.image_size
+        if self.segmenter is None or not (boxes or points):
+            return segment_prompts(None, w, h, boxes, points)  # rectangles: prompt parsing, not a stage
         t0 = time.perf_counter()
-        if self.segmenter is not None and (boxes or points) and not self._segmenter_ready:
+        if not self._segmenter_ready:
             self.segmenter.set_image(self._image)
             self._segmenter_ready = True
         rois = segment_prompts(self.segmenter, w, h, boxes, points)
