@@ -23,7 +23,7 @@
 #      run(command="bash benchmarks/gpu_check.sh", timeout_s=600)
 #    or with wheels elsewhere: run(command="WHEELS=.whl bash benchmarks/gpu_check.sh", carry=[".whl"], ...).
 #    Logs land in $OUT when it is set (the device tool brings back what is there): gpu_check.log
-#    (everything), gpu_tests.log, bench_kernel.log and pytest_gpu.xml (junit).
+#    (everything), gpu_tests.log, bench_kernel.log, bench_torch_backend.log/.json and pytest_gpu.xml.
 #
 # Environment: WHEELS (default: shared/wheels, else wheels/, else .whl/), PYTHON (default python3),
 # GPU_CHECK_BUDGET (seconds, default 540), BENCH_ARGS (extra arguments of bench_kernel.py).
@@ -48,7 +48,7 @@ fi
 FAILED=()
 SUMMARY=()
 # $OUT brings back at most 8 files: everything goes to gpu_check.log, these steps also get their own
-PER_STEP_LOGS="gpu_tests bench_kernel"
+PER_STEP_LOGS="gpu_tests bench_kernel bench_torch_backend"
 
 note() {
     echo "== $*"
@@ -160,9 +160,12 @@ step install_wheels 90 install_missing
 step install_package 60 install_self
 step nvidia_smi 20 nvidia-smi
 step doctor 60 "$PY" -m seagull_edge doctor
-step gpu_tests 240 gpu_tests
+step gpu_tests 180 gpu_tests
 # shellcheck disable=SC2086  # BENCH_ARGS is a word list
-step bench_kernel 240 "$PY" benchmarks/bench_kernel.py ${BENCH_ARGS:-}
+step bench_kernel 150 "$PY" benchmarks/bench_kernel.py ${BENCH_ARGS:-}
+# issue 5's target: torch CUDA backend, edge preset, 512x512 frame, 8 ROIs, vs the seed-shaped model
+step bench_torch_backend 150 "$PY" benchmarks/bench_torch_backend.py --device cuda \
+    ${LOG_DIR:+--json "$LOG_DIR/bench_torch_backend.json"}
 
 note "summary ($(($(date +%s) - START))s):"
 for line in ${SUMMARY[@]+"${SUMMARY[@]}"}; do note "  $line"; done
