@@ -285,3 +285,38 @@ def test_backend_plan_order_and_reasons(model_dir, tmp_path, monkeypatch):
     (folder / "weights.safetensors").unlink()
     names_reasons = dict(backend_plan(folder, gpu=True))
     assert "torch" not in names_reasons and "weights.safetensors" in names_reasons["onnxruntime"]
+
+
+@pytest.fixture(scope="module")
+def mobilesam_dir(tmp_path_factory):
+    from seagull_edge.export.mobilesam import export_mobilesam
+
+    return export_mobilesam(None, tmp_path_factory.mktemp("mobilesam"), random_init=True, seed=0)
+
+
+def test_mobilesam_engines_fp32_with_a_prompt_and_point_profile(fakes, mobilesam_dir, tmp_path):
+    lines = trtexec_lines(mobilesam_dir, max_rois=8, max_points=6)
+    assert "--minShapes" not in lines[0] and "image_encoder.engine" in lines[0]
+    assert "point_coords:1x1x2" in lines[1] and "point_coords:8x6x2" in lines[1] and "mask_input:8x1x256x256" in lines[1]
+    trt, cudart = fakes()
+    report = export_trt(mobilesam_dir, tmp_path / "sam", fp16=True, max_rois=8, max_points=6)
+    manifest = ec.read_manifest(tmp_path / "sam")
+    assert set(manifest) == {"encoder", "decoder"}
+    assert {e["key"]["precision"] for e in manifest.values()} == {"fp32"}  # --fp16 refused for MobileSAM
+    assert "FP16" in manifest["encoder"]["note"]
+    assert all(trt.BuilderFlag.FP16 not in b.config.flags for b in trt.state.builders)
+    assert manifest["decoder"]["key"]["profile"]["point_labels"] == [[1, 1], [4, 2], [8, 6]]
+    assert all(line.startswith("trtexec") for line in report.trtexec)
+    # the decoder engine runs batched prompts like the ONNX it came from
+    import onnxruntime as ort
+
+    runner = te.TrtRunner(tmp_path / "sam" / "mask_decoder.engine", trt=trt, cuda=te.Cuda(cudart))
+    rng = np.random.default_rng(0)
+    feeds = {"image_embeddings": rng.standard_normal((1, 256, 64, 64)).astype(np.float32),
+             "point_coords": rng.uniform(0, 1024, (3, 2, 2)).astype(np.float32),
+             "point_labels": np.array([[2, 3]] * 3, np.float32),
+             "mask_input": np.zeros((3, 1, 256, 256), np.float32), "has_mask_input": np.zeros(3, np.float32)}
+    want = ort.InferenceSession(str(mobilesam_dir / "mask_decoder.onnx")).run(None, feeds)
+    got = runner.run(feeds)
+    np.testing.assert_allclose(got["iou_predictions"], want[0], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got["low_res_masks"], want[1], atol=1e-4, rtol=0)

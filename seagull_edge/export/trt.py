@@ -97,20 +97,11 @@ def mobilesam_plans(model_dir: Path, meta: dict, fp16: bool, int8: bool, max_pro
         if not onnx_name:
             raise ModelFileError(f"{model_dir / MOBILESAM_JSON}: files.{role} is missing")
         onnx_path = model_dir / onnx_name
-        profile = {}
-        for name, shape in meta["inputs"].items():
-            if any(isinstance(d, str) for d in shape) and _input_of(onnx_path, name):
-                profile[name] = _shape_profile(shape, ranges)
+        inputs = meta["inputs"].get(role, {}) if isinstance(meta["inputs"], dict) else {}
+        profile = {name: _shape_profile(shape, ranges) for name, shape in inputs.items()
+                   if any(isinstance(d, str) for d in shape)}
         plans.append(RolePlan(role, onnx_path, f"{stem}.engine", profile, False, False, note if role == "encoder" else ""))
     return plans
-
-
-def _input_of(onnx_path: Path, name: str) -> bool:
-    """Whether the ONNX graph has an input of that name (MobileSAM's json lists both graphs' inputs)."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return any(i.name == name for i in model.graph.input)
 
 
 def trtexec_command(plan: RolePlan, engine: Path, precision: str, workspace_mb: int, strongly_typed: bool) -> str:
