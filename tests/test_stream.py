@@ -334,3 +334,14 @@ def test_jsonl_file_is_flushed_per_line(tmp_path):
         assert path.read_text().splitlines() == ['{"frame": 0}', '{"frame": 1}']
     with pytest.raises(SeagullInputError, match="folder"):
         JsonlWriter(tmp_path)
+
+
+def test_stream_and_overlay_never_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport seagull_edge.runtime.stream, seagull_edge.runtime.overlay, seagull_edge.cli\n"
+            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm', 'torchvision'))))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
