@@ -131,7 +131,7 @@ def test_encoder_parity(seg, predictor, chelsea):
 
     ref = predictor.features.numpy()
     x = predictor.model.preprocess(torch.as_tensor(predictor.transform.apply_image(chelsea)).permute(2, 0, 1)[None].float())
-    graph_only = seg._encoder.run({"image": x.numpy()})["image_embeddings"]
+    graph_only = seg.encode(x.numpy())
     np.testing.assert_allclose(graph_only, ref, atol=1e-4)
     np.testing.assert_allclose(seg.image_embeddings, ref, atol=0.05)
     assert np.abs(seg.image_embeddings - ref).mean() < 2e-3
@@ -250,7 +250,8 @@ def test_sam_folder_errors(sam_dir, tmp_path):
 def test_tensorrt_without_tensorrt_is_a_clear_error(sam_dir, monkeypatch):
     real = S.importlib.util.find_spec
     monkeypatch.setattr(S.importlib.util, "find_spec", lambda name, *a: None if name == "tensorrt" else real(name, *a))
-    with pytest.raises(SeagullInputError, match="'tensorrt' needs TensorRT's Python package.*use backend onnxruntime") as exc:
+    match = "'tensorrt' needs TensorRT's Python package.*use backend onnxruntime"
+    with pytest.raises(SeagullInputError, match=match) as exc:
         S.create_segmenter("mobilesam", sam_dir, backend="tensorrt")
     assert "\n" not in str(exc.value)
 

@@ -427,12 +427,16 @@ class MobileSamSegmenter(_PromptSegmenter):
         image[0, :, :nh, :nw] = ((resized.astype(np.float32) - self.pixel_mean) / self.pixel_std).transpose(2, 0, 1)
         return image
 
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        """The encoder graph: image float32 [1,3,S,S] (as :meth:`preprocess` makes it) -> [1,256,64,64]."""
+        return self._encoder.run({"image": np.ascontiguousarray(image, dtype=np.float32)})["image_embeddings"]
+
     def set_image(self, rgb: np.ndarray) -> None:
         """Preprocess and run the encoder: image_embeddings [1,256,64,64] kept for segment()."""
         rgb = check_rgb(rgb)
         image = self.preprocess(rgb)
         self._rgb = None  # a failed encoder call must not leave the previous frame's embeddings in use
-        self._embeddings = self._encoder.run({"image": image})["image_embeddings"]
+        self._embeddings = self.encode(image)
         self._input_hw = self.preprocess_shape(*rgb.shape[:2])
         self._rgb = rgb
 
@@ -452,13 +456,15 @@ class MobileSamSegmenter(_PromptSegmenter):
         out[..., 1] *= nh / h
         return out.astype(np.float32)
 
-    def decode(self, point_coords: Sequence[np.ndarray], point_labels: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def decode(self, point_coords: Sequence[np.ndarray],
+               point_labels: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """B prompts, each [N_i,2] coords (input frame) and [N_i] labels -> (iou [B,4], low-res logits [B,4,256,256]).
 
         One decoder call; prompts shorter than the longest are padded with (0, 0) labelled -1.
         """
         b = len(point_coords)
-        if b == 0 or len(point_labels) != b or any(len(c) == 0 or len(c) != len(lab) for c, lab in zip(point_coords, point_labels)):
+        if b == 0 or len(point_labels) != b or any(len(c) == 0 or len(c) != len(lab)
+                                                   for c, lab in zip(point_coords, point_labels)):
             raise PromptError("decode: expected one or more prompts, each with as many labels as points (>= 1)")
         n = max(len(c) for c in point_coords)
         coords = np.zeros((b, n, 2), dtype=np.float32)
