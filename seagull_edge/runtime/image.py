@@ -12,11 +12,22 @@ The resize is separable: per axis, area averaging when shrinking (anti-aliased, 
 noise and blur survive as they would in a larger view) and bilinear with half-pixel centres when
 enlarging. The seed resizes with PIL bicubic then bilinear; we chose area/bilinear because
 OpenCV does it in a few milliseconds on a 2-core CPU and torch can reproduce it exactly.
+
+Oversize images are refused before they are decoded. :func:`imdecode` reads the width and
+height from the file's header (PNG, JPEG, BMP, WebP, PNM, TIFF: a few bytes, nothing is
+decompressed) and raises :class:`ImageError` when ``width x height`` exceeds :data:`MAX_PIXELS`
+(100 megapixels, e.g. 10000 x 10000; set ``SEAGULL_EDGE_MAX_PIXELS`` to change it). Images are
+refused rather than downscaled, because boxes and points are given in the original image's
+pixels. A 100-megapixel image takes 300 MB as RGB uint8 and about 1.2 GB more while it is
+resized (float32). Formats whose header is not read here (OpenEXR, JPEG 2000, ...) are bounded
+by OpenCV's own ``OPENCV_IO_MAX_IMAGE_PIXELS``, which this module sets to the same limit unless
+it is already set.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -24,6 +35,21 @@ import cv2
 import numpy as np
 
 from seagull_edge.errors import ImageError
+
+MAX_PIXELS_DEFAULT = 100_000_000
+
+
+def _max_pixels() -> int:
+    try:
+        value = int(os.environ.get("SEAGULL_EDGE_MAX_PIXELS", MAX_PIXELS_DEFAULT))
+    except ValueError:
+        value = MAX_PIXELS_DEFAULT
+    return value if value > 0 else MAX_PIXELS_DEFAULT
+
+
+MAX_PIXELS = _max_pixels()  # width x height above which an image is refused before decoding
+# OpenCV reads this when it first decodes; it bounds the formats header_size() does not parse.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
@@ -68,6 +94,7 @@ def imdecode(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
         problem = png_structure_problem(buf.tobytes())
         if problem:
             raise ImageError(f"{name}: not a decodable image (damaged PNG: {problem})")
+    check_image_size(header_size(buf), name)  # before any pixel is decoded
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error:
@@ -75,6 +102,99 @@ def imdecode(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
     if img is None:
         raise ImageError(f"{name}: not a decodable image (corrupt or unsupported format)")
     return img
+
+
+def check_image_size(size: tuple[int, int] | None, name: str = "<bytes>") -> None:
+    """Refuse a (width, height) over :data:`MAX_PIXELS` with a one-line :class:`ImageError`."""
+    if size is None:
+        return
+    w, h = size
+    limit = MAX_PIXELS
+    if w * h > limit:
+        raise ImageError(f"{name}: image is {w}x{h} = {w * h / 1e6:.0f} megapixels; the limit is "
+                         f"{limit / 1e6:.0f} megapixels (SEAGULL_EDGE_MAX_PIXELS)")
+
+
+def header_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from the first bytes of a PNG, JPEG, BMP, WebP, PNM or TIFF file.
+
+    None when the format is not one of these or the header is too short or odd to tell: the
+    decoder then has the last word. Only the header is read; nothing is decompressed.
+    """
+    full = memoryview(np.ascontiguousarray(np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray))
+                                           else np.asarray(data, dtype=np.uint8).reshape(-1)))
+    try:
+        return _header_size(bytes(full[:65536]), full)
+    except (IndexError, ValueError, TypeError):
+        return None
+
+
+def _header_size(b: bytes, full: memoryview) -> tuple[int, int] | None:
+    if b[:8] == PNG_SIGNATURE and b[12:16] == b"IHDR":
+        return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
+    if b[:2] == b"\xff\xd8":  # JPEG: walk the markers to the first SOFn
+        pos = 2
+        while pos + 4 <= len(b):
+            if b[pos] != 0xFF:
+                return None
+            marker = b[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            if marker in (0x01,) or 0xD0 <= marker <= 0xD7:  # no length
+                pos += 2
+                continue
+            length = int.from_bytes(b[pos + 2:pos + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                if pos + 9 > len(b):
+                    return None
+                h = int.from_bytes(b[pos + 5:pos + 7], "big")
+                w = int.from_bytes(b[pos + 7:pos + 9], "big")
+                return w, h
+            if length < 2:
+                return None
+            pos += 2 + length
+        return None
+    if b[:2] == b"BM" and len(b) >= 26:
+        return abs(int.from_bytes(b[18:22], "little", signed=True)), abs(int.from_bytes(b[22:26], "little", signed=True))
+    if b[:4] == b"RIFF" and b[8:12] == b"WEBP" and len(b) >= 30:
+        chunk = b[12:16]
+        if chunk == b"VP8X":
+            return int.from_bytes(b[24:27], "little") + 1, int.from_bytes(b[27:30], "little") + 1
+        if chunk == b"VP8L":
+            bits = int.from_bytes(b[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if chunk == b"VP8 ":
+            return int.from_bytes(b[26:28], "little") & 0x3FFF, int.from_bytes(b[28:30], "little") & 0x3FFF
+        return None
+    if len(b) >= 3 and b[0:1] == b"P" and b[1:2] in b"123456" and b[2:3].isspace():
+        tokens: list[int] = []
+        text = re.sub(rb"#[^\n]*", b" ", b[2:256])
+        for tok in text.split():
+            if not tok.isdigit():
+                return None
+            tokens.append(int(tok))
+            if len(tokens) == 2:
+                return tokens[0], tokens[1]
+        return None
+    if b[:4] in (b"II*\x00", b"MM\x00*"):  # TIFF: the first IFD's ImageWidth / ImageLength
+        order = "little" if b[:2] == b"II" else "big"
+        ifd = int.from_bytes(b[4:8], order)
+        b = bytes(full[ifd:ifd + 2 + 12 * 64])  # the IFD may sit after the image data
+        ifd = 0
+        n = int.from_bytes(b[0:2], order)
+        dims: dict[int, int] = {}
+        for i in range(n):
+            e = ifd + 2 + 12 * i
+            if e + 12 > len(b):
+                break
+            tag, typ = int.from_bytes(b[e:e + 2], order), int.from_bytes(b[e + 2:e + 4], order)
+            if tag in (256, 257):
+                dims[tag] = int.from_bytes(b[e + 8:e + 10], order) if typ == 3 else int.from_bytes(b[e + 8:e + 12], order)
+        if 256 in dims and 257 in dims:
+            return dims[256], dims[257]
+        return None
+    return None
 
 
 def png_structure_problem(data: bytes) -> str | None:
