@@ -299,8 +299,9 @@ def export_mobilesam(checkpoint: str | os.PathLike | None, out_dir: str | os.Pat
         "model_type": model_type,
         "image_size": IMAGE_SIZE,
         "mask_size": MASK_SIZE,
-        "pixel_mean": [float(v) for v in sam.pixel_mean.flatten()],
-        "pixel_std": [float(v) for v in sam.pixel_std.flatten()],
+        # SAM's constants have 3 decimals; its float32 buffers would print 123.67500305175781.
+        "pixel_mean": [round(float(v), 4) for v in sam.pixel_mean.flatten()],
+        "pixel_std": [round(float(v), 4) for v in sam.pixel_std.flatten()],
         "files": {"encoder": ENCODER_FILE, "decoder": DECODER_FILE},
         "inputs": {"encoder": ENCODER_INPUTS, "decoder": DECODER_INPUTS},
         "outputs": {"encoder": ENCODER_OUTPUTS, "decoder": DECODER_OUTPUTS},
