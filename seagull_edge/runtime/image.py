@@ -111,8 +111,13 @@ def check_image_size(size: tuple[int, int] | None, name: str = "<bytes>") -> Non
     w, h = size
     limit = MAX_PIXELS
     if w * h > limit:
-        raise ImageError(f"{name}: image is {w}x{h} = {w * h / 1e6:.0f} megapixels; the limit is "
-                         f"{limit / 1e6:.0f} megapixels (SEAGULL_EDGE_MAX_PIXELS)")
+        raise ImageError(f"{name}: image is {w}x{h} = {_mp(w * h)} megapixels; the limit is "
+                         f"{_mp(limit)} megapixels (SEAGULL_EDGE_MAX_PIXELS)")
+
+
+def _mp(pixels: int) -> str:
+    mp = pixels / 1e6
+    return f"{mp:.0f}" if mp >= 1 else f"{mp:.3g}"
 
 
 def header_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
