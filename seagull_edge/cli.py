@@ -199,6 +199,23 @@ def segment(
             _say(f"{r['file']}: [{where}] bbox {r['bbox']}, {r['area']} px")
 
 
+def _stream_progress():
+    """A one-line live status on a terminal's stderr, redrawn at most 4 times a second."""
+    import time
+
+    last = [0.0]
+
+    def progress(stats, frame) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= 0.25:
+            last[0] = now
+            sys.stderr.write(f"\rframe {frame.index}: {stats.processed} assessed, {stats.failed} failed, "
+                             f"mean {stats.mean_ms:.0f} ms ")
+            sys.stderr.flush()
+
+    return progress
+
+
 @app.command()
 def stream(
     source: str = typer.Argument(..., help="Video file, image folder, glob ('frames/*.png'), camera index (0) or URL (rtsp://...)."),
@@ -235,20 +252,7 @@ def stream(
         check_output_dir(overlay_dir, "--overlay-dir")
     with open_source(source) as src, JsonlWriter(jsonl) as writer:
         assessor = Assessor.from_pretrained(model, backend=backend, segmenter=segmenter, sam_model=sam_model)
-        progress = None
-        if sys.stderr.isatty():
-            import time
-
-            last = [0.0]
-
-            def progress(stats, frame) -> None:
-                now = time.perf_counter()
-                if now - last[0] >= 0.25:
-                    last[0] = now
-                    sys.stderr.write(f"\rframe {frame.index}: {stats.processed} assessed, {stats.failed} failed, "
-                                     f"mean {stats.mean_ms:.0f} ms ")
-                    sys.stderr.flush()
-
+        progress = _stream_progress() if sys.stderr.isatty() else None  # a log file gets the summary only
         stats = run_stream(assessor, src, writer, boxes=boxes, points=points, every=every, max_frames=max_frames,
                            tasks=task_list, overlay_dir=overlay_dir, progress=progress)
     if progress is not None:
