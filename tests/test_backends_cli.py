@@ -122,3 +122,15 @@ def test_assess_with_torch_backend_equals_onnxruntime(model_dir, example_image):
     assert a["backend"] == "torch"
     for level, p in b["rois"][0]["quality"]["probs"].items():
         assert abs(a["rois"][0]["quality"]["probs"][level] - p) <= 1e-4
+
+
+def test_bench_command_writes_a_report(model_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    proc = run_cli("bench", "--model", model_dir, "--q", "1,2", "--iters", "2", "--warmup", "0", "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert "end_to_end" in proc.stdout and "frames/s" in proc.stdout
+    assert report["schema"].startswith("seagull-edge-bench/")
+    assert [r["q"] for r in report["runs"]] == [1, 2]
+    bad = run_cli("bench", "--model", model_dir, "--q", "0")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Q must be in 1..64" in bad.stderr
