@@ -465,6 +465,48 @@ def export_mobilesam_cmd(
     _warn(f"wrote {path}")
 
 
+@app.command()
+def bench(
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the embedded model)."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="Comma-separated: onnxruntime,torch,tensorrt,auto."),
+    q: str = typer.Option("1,8,32", "--q", help="Comma-separated ROI counts per frame (1..64)."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Frame to time (default: a synthetic 640x480 JPEG)."),
+    segmenter: str = typer.Option("none", "--segmenter", help="none | grabcut | mobilesam | auto."),
+    sam_model: Optional[Path] = typer.Option(None, "--sam-model", help="MobileSAM folder (export mobilesam)."),
+    iters: int = typer.Option(50, "--iters", help="Timed iterations per case."),
+    warmup: int = typer.Option(5, "--warmup", help="Untimed iterations first."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON."),
+) -> None:
+    """Latency per stage (p50/p90/p99), frames/s, ROIs/s and memory, with machine and versions."""
+    import json
+
+    from seagull_edge.bench import format_table, run_bench
+    from seagull_edge.fileio import atomic_write_text
+
+    if json_out is not None and (json_out.is_dir() or not json_out.parent.is_dir()):
+        raise SeagullInputError(f"--json {json_out}: not a writable file path")
+    bar: list = []  # started on the first case, so that bad arguments print nothing but their error
+
+    def progress(what: str, done: int, total: int) -> None:
+        if not bar:
+            bar.append(_progress_bar("bench"))
+            bar[0].start()
+            bar.append(bar[0].add_task("bench", total=total, info=""))
+        bar[0].update(bar[1], completed=done, total=total, info=what)
+
+    try:
+        report = run_bench(model, backends=backend, q_values=q, image=image, segmenter=segmenter,
+                           sam_model=sam_model, warmup=warmup, iters=iters, progress=progress,
+                           command="seagull-edge " + " ".join(sys.argv[1:]))
+    finally:
+        if bar:
+            bar[0].stop()
+    _say(format_table(report))
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(report, indent=1) + "\n")
+        _warn(f"wrote {json_out}")
+
+
 @export_app.command("trt")
 def export_trt_cmd(
     model: Path = typer.Option(..., "--model", help="Model folder (SEAGULL from `export onnx`, or MobileSAM from `export mobilesam`)."),
