@@ -225,16 +225,15 @@ def model_json(draw):
     for key in draw(st.lists(st.sampled_from(keys), min_size=1, max_size=3)):
         if kind == "drop":
             base.pop(key, None)
-        elif key in KNOWN_BAD_CONFIG_KEYS:  # typed values only: see test_known_bug_config_field_types
-            base[key] = draw(KNOWN_BAD_CONFIG_KEYS[key])
+        elif key in TYPED_CONFIG_KEYS and draw(st.booleans()):  # half the time right-typed, random contents
+            base[key] = draw(TYPED_CONFIG_KEYS[key])
         else:
             base[key] = draw(json_values)
     return base
 
 
-# config.py's validate() assumes these fields have the right JSON type (see the xfail test below);
-# the fuzz gives them values of the right type and random contents.
-KNOWN_BAD_CONFIG_KEYS = {
+# Right-typed values with random contents reach deeper checks than random JSON does.
+TYPED_CONFIG_KEYS = {
     "mean": st.lists(finite, max_size=4),
     "std": st.lists(finite, max_size=4),
     "vocabularies": st.dictionaries(st.sampled_from(["quality", "importance", "distortion", "severity", "x"]),
@@ -248,11 +247,10 @@ def batch_json(draw):
     kind = draw(st.sampled_from(["random", "entries"]))
     if kind == "random":
         return draw(json_values)
-    # Finite numbers and one-line names only: see test_known_bug_batch_nan_box / _newline_name.
     entry = st.fixed_dictionaries(
-        {"img": st.one_of(st.just("a.png"), st.none(), st.integers(), one_line_text)},
+        {"img": st.one_of(st.just("a.png"), st.none(), st.integers(), one_line_text, st.text(max_size=12))},
         optional={"rle": st.one_of(json_values_finite, st.text(alphabet="0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmno", max_size=12)),
-                  "points": st.one_of(st.lists(st.one_of(st.integers(-20, 60), bounded), max_size=5),
+                  "points": st.one_of(st.lists(st.one_of(st.integers(-20, 60), bounded, any_float), max_size=5),
                                       st.lists(st.lists(st.integers(-20, 60), min_size=4, max_size=4), max_size=3),
                                       json_values_finite)},
     )
@@ -345,8 +343,8 @@ def check_config_load(raw):
 TARGETS = {
     "parse_box": (st.one_of(numbers_string(), sequences), check_parse_box, 1800),
     "parse_point": (st.one_of(numbers_string(4), sequences), check_parse_point, 2000),
-    # bounded: box_to_roi is only given finite boxes (see test_known_bug_box_to_roi_non_finite)
-    "box_to_roi": (st.tuples(st.one_of(st.tuples(bounded, bounded, bounded, bounded),
+    "box_to_roi": (st.tuples(st.one_of(st.tuples(any_float, any_float, any_float, any_float),
+                                       st.tuples(bounded, bounded, bounded, bounded),
                                        st.tuples(*[st.integers(-100, 100)] * 4)), sizes, sizes),
                    check_box_to_roi, 2000),
     "point_to_roi": (st.tuples(st.one_of(st.tuples(any_float, any_float), st.tuples(st.integers(-10, 60), st.integers(-10, 60))),
@@ -504,48 +502,41 @@ def test_cli_bad_prompts_exit_2_one_line(tmp_path, model_dir):
         assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr, (extra, p.stderr)
 
 
-# ----------------------------------------------------------------------------- known bugs
-# Found by this fuzzing in files this suite does not own. strict=True: once fixed, these XPASS
-# and fail, so the marker (and the strategy's restriction named above) must then be removed.
+# ----------------------------------------------------------------------------- regressions
+# Bugs this fuzzing found (non-finite boxes, JSON NaN in the seed batch, a newline in a batch
+# image name, mistyped model.json fields), fixed; each case stays as a regression test.
 
 
-@pytest.mark.xfail(strict=True, raises=(ValueError, OverflowError),
-                   reason="prompts.box_to_roi: int(np.floor(nan)) / int(np.ceil(inf)) escape as ValueError/OverflowError")
 @pytest.mark.parametrize("box", [(float("nan"), 0, 5, 5), (0, 0, float("inf"), 5), (1e308, 0, 1e308, 5)])
-def test_known_bug_box_to_roi_non_finite(box):
+def test_fuzz_found_box_to_roi_non_finite(box):
     expect_result_or_input_error(prompts.box_to_roi, box, 10, 10)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="a finite --box whose x+w overflows to inf exits 1 (internal failure), not 2")
-def test_known_bug_cli_box_overflow(model_dir):
+def test_fuzz_found_cli_box_overflow(model_dir):
     p = subprocess.run([sys.executable, "-m", "seagull_edge", "assess", str(EXAMPLE), "--model", str(model_dir),
                         "--segmenter", "none", "--box", "1e308,0,1e308,10"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2, p.stderr
 
 
-@pytest.mark.xfail(strict=True, raises=(ValueError, OverflowError),
-                   reason="batch.py _box accepts JSON NaN/Infinity (json.loads allows them); box_to_roi then fails")
-def test_known_bug_batch_nan_box(tmp_path):
+def test_fuzz_found_batch_nan_box(tmp_path):
     path = tmp_path / "b.json"
     path.write_text('[{"img": "a.png", "points": [NaN, 0, 10, 10]}]')
-    for item in read_seed_batch(path, tmp_path, "points"):
-        expect_result_or_input_error(item.to_rois, 24, 16)
+
+    def read_and_convert():
+        return [item.to_rois(24, 16) for item in read_seed_batch(path, tmp_path, "points")]
+
+    expect_result_or_input_error(read_and_convert)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="batch.py puts entry['img'] into the message unquoted: a newline in it breaks the one-line rule")
-def test_known_bug_batch_newline_name(tmp_path):
+def test_fuzz_found_batch_newline_name(tmp_path):
     path = tmp_path / "b.json"
     path.write_text(json.dumps([{"img": "a\nb.png"}]))
     expect_result_or_input_error(read_seed_batch, path, tmp_path, "rle")
 
 
-@pytest.mark.xfail(strict=True, raises=(TypeError, AttributeError),
-                   reason="config.ModelConfig.validate assumes mean/std are lists of numbers, vocabularies and files dicts")
 @pytest.mark.parametrize("key, value", [("mean", None), ("std", ["a", "b", "c"]), ("vocabularies", []),
                                         ("files", None)])
-def test_known_bug_config_field_types(key, value):
+def test_fuzz_found_config_field_types(key, value):
     data = json.loads(ModelConfig(preset="p", image_size=256, crop_size=128, feature_channels=[8, 16, 32, 64],
                                   feature_sizes=[64, 32, 16, 8], embed_dim=64, out_dim=32).to_json())
     data[key] = value

@@ -9,6 +9,7 @@ rectangular mask. ``--mask-type`` picks which of the two fields gives the ROI, a
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,9 @@ class BatchItem:
 
 def _box(value: Any, index: int) -> list[float]:
     if not (isinstance(value, (list, tuple)) and len(value) == 4
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-        raise PromptError(f"entry {index}: points must be [x, y, w, h], got {value!r}")
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+        # json.loads accepts NaN and Infinity: refuse them here, with the entry's number
+        raise PromptError(f"entry {index}: points must be [x, y, w, h] finite numbers, got {value!r}")
     return [float(v) for v in value]
 
 
@@ -58,7 +60,7 @@ def read_seed_batch(path: str | os.PathLike, img_dir: str | os.PathLike, mask_ty
         if not isinstance(entry, dict) or not isinstance(entry.get("img"), str):
             raise SeagullInputError(f"batch file {path}: entry {i} has no \"img\" file name")
         if entry.get(mask_type) is None:
-            raise SeagullInputError(f"batch file {path}: entry {i} ({entry['img']}) has no \"{mask_type}\" field")
+            raise SeagullInputError(f"batch file {path}: entry {i} ({entry['img']!r}) has no \"{mask_type}\" field")
         value = entry[mask_type]
         if mask_type == "points":
             many = isinstance(value, list) and value and isinstance(value[0], (list, tuple))

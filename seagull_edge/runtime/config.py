@@ -99,6 +99,17 @@ class ModelConfig:
         def bad(msg: str) -> ModelFileError:
             return ModelFileError(f"{source}: {msg}")
 
+        # A tampered file can hold any JSON: check the kinds before anything relies on them.
+        def numbers(v: Any) -> bool:
+            return isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+
+        for key, ok in (("mean", numbers(self.mean)), ("std", numbers(self.std)),
+                        ("vocabularies", isinstance(self.vocabularies, dict)),
+                        ("files", isinstance(self.files, dict) and all(isinstance(v, str) for v in self.files.values())),
+                        ("model_name", isinstance(self.model_name, str)), ("preset", isinstance(self.preset, str)),
+                        ("roi_pool", isinstance(self.roi_pool, str)), ("extra", isinstance(self.extra, dict))):
+            if not ok:
+                raise bad(f"{key} has the wrong type ({type(getattr(self, key)).__name__})")
         if self.format_version != FORMAT_VERSION:
             raise bad(f"format_version {self.format_version} is not supported (expected {FORMAT_VERSION})")
         for key in ("image_size", "crop_size", "embed_dim", "out_dim"):

@@ -79,6 +79,9 @@ def _seq(values: Sequence[float], n: int, what: str) -> list[float]:
 def box_to_roi(box: Sequence[float], width: int, height: int) -> Roi:
     """A box (x, y, w, h) -> rectangular mask. Clipped to the image; refused if nothing is left."""
     x, y, w, h = (float(v) for v in box)
+    # finite alone is not enough: x + w can overflow to inf (1e308 + 1e308)
+    if not all(np.isfinite([x, y, w, h, x + w, y + h])):
+        raise PromptError(f"box {_fmt(box)}: numbers must be finite")
     if w <= 0 or h <= 0:
         raise PromptError(f"box {_fmt(box)}: width and height must be positive")
     x0, y0 = max(int(np.floor(x)), 0), max(int(np.floor(y)), 0)
@@ -93,7 +96,7 @@ def box_to_roi(box: Sequence[float], width: int, height: int) -> Roi:
 def point_to_roi(point: Sequence[float], width: int, height: int) -> Roi:
     """A point (x, y) -> a square box around it (no segmenter)."""
     x, y = (float(v) for v in point)
-    if not (0 <= x < width and 0 <= y < height):
+    if not (0 <= x < width and 0 <= y < height):  # also false for NaN
         raise PromptError(f"point {_fmt(point)} lies outside the {width}x{height} image")
     side = max(POINT_BOX_MIN, int(round(POINT_BOX_FRACTION * min(width, height))))
     roi = box_to_roi((x - side / 2, y - side / 2, side, side), width, height)
