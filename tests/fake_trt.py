@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import importlib.machinery
 import json
 import types
 
@@ -98,6 +99,7 @@ FAKE_PLAN = b"FAKEPLAN\n"
 
 def make_fake_trt(version: str = "10.3.0") -> types.ModuleType:
     trt = types.ModuleType("tensorrt")
+    trt.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)  # importlib.util.find_spec finds it
     trt.__version__ = version
     major = int(version.split(".")[0])
 

@@ -320,3 +320,23 @@ def test_mobilesam_engines_fp32_with_a_prompt_and_point_profile(fakes, mobilesam
     got = runner.run(feeds)
     np.testing.assert_allclose(got["iou_predictions"], want[0], atol=1e-5, rtol=0)
     np.testing.assert_allclose(got["low_res_masks"], want[1], atol=1e-4, rtol=0)
+
+
+def test_mobilesam_segmenter_on_tensorrt_engines_equals_onnxruntime(fakes, mobilesam_dir, tmp_path, example_image):
+    from seagull_edge.runtime.segmenter import MobileSamSegmenter
+
+    trt, cudart = fakes()
+    out = tmp_path / "sam"
+    export_trt(mobilesam_dir, out, max_rois=4)
+    rgb = load_image(example_image)
+    boxes, points = [(40, 30, 200, 150), (250, 100, 120, 120)], [(300, 150)]
+    on_trt = MobileSamSegmenter(out, backend="tensorrt")
+    on_trt.set_image(rgb)
+    on_ort = MobileSamSegmenter(out, backend="onnxruntime")
+    on_ort.set_image(rgb)
+    for a, b in zip(on_trt.segment(boxes, points), on_ort.segment(boxes, points)):
+        assert a.shape == rgb.shape[:2] and (a == b).mean() > 0.999
+    # engines of another GPU are refused, not loaded
+    fakes(gpu="Fake H100", cc=(9, 0))
+    with pytest.raises(ModelFileError, match="built for Fake Orin"):
+        MobileSamSegmenter(out, backend="tensorrt")

@@ -396,11 +396,9 @@ class MobileSamSegmenter(_PromptSegmenter):
         except ModuleNotFoundError as exc:
             raise SeagullInputError(f"SAM backend 'tensorrt' needs the package {exc.name!r}, which is not installed; "
                                     "`seagull-edge doctor` says what is missing") from None
-        paths = {role: self.folder / name for role, name in ENGINE_FILES.items()}
-        missing = [p.name for p in paths.values() if not p.is_file()]
-        if missing:
-            raise ModelFileError(f"SAM model {self.folder}: no TensorRT engine {', '.join(missing)}; build the engines "
-                                 "from the ONNX files on this GPU, or use backend onnxruntime")
+        # Only engines whose key (engines.json) matches this GPU, TensorRT and ONNX are loaded.
+        paths = {role: module.usable_engine(self.folder, role, self.folder / self.meta["files"][role])
+                 for role in ENGINE_FILES}
         return module.TrtRunner(paths["encoder"]), module.TrtRunner(paths["decoder"])
 
     # -- per frame

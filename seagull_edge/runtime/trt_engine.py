@@ -94,6 +94,21 @@ def device_identity(cudart: Any | None = None, device: int = 0) -> DeviceIdentit
     return DeviceIdentity(name.rstrip("\x00").strip(), f"{props.major}.{props.minor}")
 
 
+def usable_engine(folder: str | os.PathLike, role: str, onnx_path: str | os.PathLike, *, trt: Any = None,
+                  cudart: Any = None) -> Path:
+    """The engine of ``role`` in a folder (``engines.json``) that may run on this GPU and TensorRT,
+    or a ModelFileError saying why none may and how to build one. Never builds."""
+    trt = trt if trt is not None else import_tensorrt()
+    device = device_identity(cudart)
+    if device is None:
+        raise SeagullInputError("TensorRT needs an NVIDIA GPU and its driver; none found (use onnxruntime)")
+    choice = find_engine(folder, role, onnx_path, device, str(trt.__version__))
+    if choice.path is None:
+        raise ModelFileError(f"{folder}: no usable {role} engine ({'; '.join(choice.reasons)}); build the engines "
+                             f"with `seagull-edge export trt --model {folder}`")
+    return choice.path
+
+
 @dataclass
 class TensorSpec:
     name: str
