@@ -44,7 +44,6 @@ def _warn(text: str) -> None:
     sys.stderr.flush()
 
 
-SEGMENTER_CHOICES = ("auto", "mobilesam", "grabcut", "none")  # = runtime.segmenter.SEGMENTERS
 SEGMENTER_HELP = ("How boxes and points become masks: auto (MobileSAM if --sam-model or "
                   "$SEAGULL_EDGE_SAM_MODEL is set, else GrabCut) | mobilesam | grabcut | none (rectangles).")
 SAM_MODEL_HELP = "MobileSAM folder made by `export mobilesam` (default: $SEAGULL_EDGE_SAM_MODEL)."
@@ -52,8 +51,10 @@ SAM_MODEL_HELP = "MobileSAM folder made by `export mobilesam` (default: $SEAGULL
 
 def _check_segmenter(kind: str) -> None:
     """Refuse an unknown --segmenter before any model is loaded."""
-    if kind not in SEGMENTER_CHOICES:
-        raise SeagullInputError(f"--segmenter {kind!r}: choose one of {', '.join(SEGMENTER_CHOICES)}")
+    from seagull_edge.runtime.segmenter import SEGMENTERS
+
+    if kind not in SEGMENTERS:
+        raise SeagullInputError(f"--segmenter {kind!r}: choose one of {', '.join(SEGMENTERS)}")
 
 
 @app.command()
