@@ -112,7 +112,8 @@ class _InputBuffers:
     """The assessor graph's ``masks`` [Q,S,S] and ``crops`` [Q,3,C,C], kept and grown on demand.
 
     Filled with the same numbers as :func:`imops.preprocess_masks` / :func:`imops.preprocess_crops`
-    but without their per-call temporaries (about 2x faster on a 2-core CPU for 4 ROIs).
+    but without their per-call temporaries: 6.9-7.9 ms instead of 7.9-9.4 ms p50 for 4 ROIs of a
+    640x480 frame on a 2-core CPU (benchmarks/bench_pipeline.py), a small gain, no loss.
     """
 
     def __init__(self, image_size: int, crop_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
