@@ -112,7 +112,7 @@ def load_tower_weights(model: nn.Module, path_or_state: str | Path | Mapping[str
     if prefix is None:
         raise ModelFileError("no vision tower found (expected keys under " + " or ".join(TRUNK_PREFIXES) + ")")
     mapped, dropped = map_trunk_to_tower(trunk)
-    _load_strict(model.tower, mapped, "vision tower")
+    load_strict(model.tower, mapped, "vision tower")
     return LoadReport(loaded=[prefix + k for k in trunk if prefix + k not in dropped],
                       dropped=[prefix + k for k in dropped])
 
@@ -124,7 +124,7 @@ def load_mfe_weights(model: nn.Module, path_or_state: str | Path | Mapping[str, 
     if prefix is None:
         mfe = dict(state)  # a bare MaskExtractor state dict
         prefix = ""
-    _load_strict(model.mask_extractor, mfe, "mask extractor")
+    load_strict(model.mask_extractor, mfe, "mask extractor")
     return LoadReport(loaded=[prefix + k for k in mfe])
 
 
@@ -146,7 +146,7 @@ def load_seagull_7b(model: nn.Module, path: str | Path, tower: str | Path | None
     return report
 
 
-def _load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -195,4 +195,4 @@ def read_checkpoint_preset(path: str | Path) -> dict:
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> None:
     """Load one of our safetensors checkpoints strictly."""
-    _load_strict(model, read_state_dict(path), str(path))
+    load_strict(model, read_state_dict(path), str(path))

@@ -45,7 +45,7 @@ from torch import nn
 from seagull_edge import vocab
 from seagull_edge.errors import ModelFileError, SeagullInputError
 from seagull_edge.model.checkpoint import (
-    MFE_PREFIXES, TRUNK_PREFIXES, LoadReport, _load_strict, load_mfe_weights, load_tower_weights,
+    MFE_PREFIXES, TRUNK_PREFIXES, LoadReport, load_strict, load_mfe_weights, load_tower_weights,
     read_state_dict,
 )
 from seagull_edge.model.mask_extractor import LEVEL_NAMES
@@ -307,11 +307,11 @@ class SeagullVLM(nn.Module):
                 llm_state[key] = value
             else:
                 raise ModelFileError(f"checkpoint: unexpected key {key!r} (not part of SEAGULL-7B)")
-        _load_strict(self.llm, llm_state, "language model")
+        load_strict(self.llm, llm_state, "language model")
         report.loaded += list(llm_state)
         if not proj_state:
             raise ModelFileError("checkpoint: no mm_projector (expected keys under model.mm_projector.)")
-        _load_strict(self.mm_projector, proj_state, "mm_projector")
+        load_strict(self.mm_projector, proj_state, "mm_projector")
         report.loaded += ["model.mm_projector." + k for k in proj_state]
         mfe = {k: v for k, v in other.items() if k.startswith(MFE_PREFIXES)}
         if not mfe:
