@@ -68,7 +68,7 @@ def assess(
     img_dir: Path = typer.Option(Path("."), "--img-dir", help="Folder of the --batch images."),
     mask_type: str = typer.Option("rle", "--mask-type", help="Which --batch field gives the ROI: rle | points."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the embedded model)."),
-    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt | torch."),
+    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt | torch | vlm (a SEAGULL-7B folder)."),
     tasks: str = typer.Option("quality,importance,distortion", "--tasks", help="Comma-separated answers to give."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of text."),
     segmenter: str = typer.Option("auto", "--segmenter", help=SEGMENTER_HELP),
@@ -227,7 +227,7 @@ def stream(
     overlay_dir: Optional[Path] = typer.Option(None, "--overlay-dir", help="Also write frame_<index>.png overlays here."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many assessed frames."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the embedded model)."),
-    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt | torch."),
+    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt | torch | vlm (a SEAGULL-7B folder)."),
     tasks: str = typer.Option("quality,importance,distortion", "--tasks", help="Comma-separated answers to give."),
     segmenter: str = typer.Option("auto", "--segmenter", help=SEGMENTER_HELP),
     sam_model: Optional[Path] = typer.Option(None, "--sam-model", help=SAM_MODEL_HELP),
@@ -274,7 +274,7 @@ def doctor(
     from seagull_edge.runtime.engine import backend_plan, resolve_model_dir
     from seagull_edge.runtime.pipeline import DEFAULT_MODEL_DIR
 
-    folder = resolve_model_dir(model) if model is not None else (
+    folder = resolve_model_dir(model, vlm=True) if model is not None else (
         DEFAULT_MODEL_DIR if (DEFAULT_MODEL_DIR / "model.json").is_file() else None)
 
     checks = run_checks()

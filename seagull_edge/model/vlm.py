@@ -529,7 +529,16 @@ class SeagullVLM(nn.Module):
                        tasks: Sequence[str] = vocab.TASKS, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                        boxes: Sequence[tuple[int, int, int, int]] | None = None) -> list[dict[str, Any]]:
         """:meth:`answer` on preprocessed tensors: image [1,3,S,S], masks [Q,S,S], crops [Q,3,C,C]."""
-        feats, image_tokens = self.encode_image(image)
+        return self.answer_encoded(self.encode_image(image), masks, crops, tasks, max_new_tokens, boxes=boxes)
+
+    @torch.inference_mode()
+    def answer_encoded(self, encoded: tuple[Sequence[torch.Tensor], torch.Tensor], masks: torch.Tensor,
+                       crops: torch.Tensor, tasks: Sequence[str] = vocab.TASKS,
+                       max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+                       boxes: Sequence[tuple[int, int, int, int]] | None = None) -> list[dict[str, Any]]:
+        """:meth:`answer_tensors` after :meth:`encode_image`: ``encoded`` = (feats, image tokens),
+        so an image encoded once answers any number of ROI batches (the ``vlm`` backend)."""
+        feats, image_tokens = encoded
         g, loc = self.roi_tokens(feats, masks, crops)
         entries = {t: self._task_ids(t) for t in tasks}
         # Shared prefix: everything before <global> (identical ids for every task; checked).

@@ -7,13 +7,16 @@ An engine is anything with ``config`` (:class:`ModelConfig`), ``backend`` (a nam
 device tensors for torch, GPU buffers for TensorRT): pass them back to ``assess`` of the same
 engine, before the next ``encode``.
 Backends that need torch or TensorRT live elsewhere and are found by name with importlib,
-so importing this module never loads them.
+so importing this module never loads them. An engine that answers in text (``vlm``, the
+SEAGULL-7B VLM) has ``answer_rois(feats, masks, crops, tasks) -> [per-ROI answers]`` instead of
+logits; :class:`~seagull_edge.runtime.pipeline.Assessor` calls it when it is there.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -25,7 +28,8 @@ from seagull_edge.errors import ModelFileError, SeagullInputError
 from seagull_edge.runtime.config import (ASSESSOR_INPUTS, ASSESSOR_OUTPUTS, ENCODER_OUTPUTS, MODEL_JSON,
                                          ModelConfig)
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch", "vlm")
+VLM_CONFIG = "config.json"  # a released SEAGULL-7B folder: config.json with model_type "seagull", no model.json
 
 
 class Engine(Protocol):
@@ -37,13 +41,31 @@ class Engine(Protocol):
     def assess(self, feats: Any, masks: np.ndarray, crops: np.ndarray) -> dict[str, np.ndarray]: ...
 
 
-def resolve_model_dir(model: str | os.PathLike) -> Path:
-    """A model folder, or a file inside one (``model.json``, ``encoder.onnx``) -> the folder."""
+def is_vlm_dir(folder: Path) -> bool:
+    """Whether ``folder`` is a released SEAGULL-7B folder (``config.json`` says model_type seagull)."""
+    try:
+        config = json.loads((folder / VLM_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") == "seagull"
+
+
+def resolve_model_dir(model: str | os.PathLike, vlm: bool = False) -> Path:
+    """A model folder, or a file inside one (``model.json``, ``encoder.onnx``) -> the folder.
+
+    ``vlm``: the caller runs SEAGULL-7B folders too (the ``vlm`` and ``auto`` backends); then a
+    folder with a SEAGULL ``config.json`` and no ``model.json`` is accepted. ``model.json`` wins.
+    """
     path = Path(model)
     if not path.exists():
         raise ModelFileError(f"model {path}: no such file or folder")
     folder = path if path.is_dir() else path.parent
     if not (folder / MODEL_JSON).is_file():
+        if is_vlm_dir(folder):
+            if vlm:
+                return folder
+            raise ModelFileError(f"model {path}: a SEAGULL-7B folder (config.json model_type seagull); "
+                                 "only --backend vlm (or auto) runs it")
         raise ModelFileError(f"model {path}: not a model folder (no {MODEL_JSON}); make one with "
                              "`seagull-edge export onnx`")
     return folder
@@ -123,6 +145,7 @@ class OnnxRuntimeEngine:
 EXTERNAL_BACKENDS = {
     "tensorrt": "seagull_edge.runtime.trt_engine:TensorRTEngine",
     "torch": "seagull_edge.model.engine:TorchEngine",
+    "vlm": "seagull_edge.model.vlm_engine:VlmEngine",
 }
 
 
@@ -154,10 +177,14 @@ def backend_plan(model_dir: Path, gpu: bool | None = None) -> list[tuple[str, st
 
     Returns [(backend, reason)]; the last entry is always onnxruntime, which runs everywhere.
     TensorRT first when the folder has engines and a GPU is there, then torch when torch, a GPU
-    and the folder's torch weights are there.
+    and the folder's torch weights are there. A SEAGULL-7B folder (no ``model.json``) is the one
+    exception: only the VLM runs it, so the plan is ``[("vlm", ...)]``; ``auto`` never picks
+    the VLM for an edge model folder.
     """
     from seagull_edge.runtime.config import WEIGHTS_FILE
 
+    if not (model_dir / MODEL_JSON).is_file() and is_vlm_dir(model_dir):
+        return [("vlm", "a SEAGULL-7B folder (config.json, no model.json): only the VLM runs it")]
     gpu = gpu_present() if gpu is None else gpu
     plan: list[tuple[str, str]] = []
     missing_trt = [what for what, ok in (
@@ -203,10 +230,19 @@ def load_engine(model: str | os.PathLike, backend: str = "auto") -> Engine:
         raise SeagullInputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "onnxruntime":
         return OnnxRuntimeEngine(model)
+    if backend == "vlm":
+        folder = resolve_model_dir(model, vlm=True)  # before importing torch: a wrong folder is one line
+        if not is_vlm_dir(folder):
+            raise ModelFileError(f"model {model}: --backend vlm needs a SEAGULL-7B folder (config.json with "
+                                 "model_type seagull); this is an edge model folder")
+        return _external(backend, folder)
     if backend != "auto":
         return _external(backend, model)
-    folder = resolve_model_dir(model)
-    for name, _reason in backend_plan(folder):
+    folder = resolve_model_dir(model, vlm=True)
+    plan = backend_plan(folder)
+    if plan[0][0] == "vlm":
+        return _external("vlm", folder)
+    for name, _reason in plan:
         if name == "onnxruntime":
             return OnnxRuntimeEngine(folder)
         try:

@@ -278,22 +278,34 @@ class Assessor:
                 raise PromptError(f"ROI {r.prompt or ''} is empty")
             boxes.append(box)
         outputs: dict[str, list[np.ndarray]] = {}
+        # An engine that answers in text (the vlm backend) gives whole answers instead of logits.
+        answer_rois = getattr(self.engine, "answer_rois", None)
+        answered: list[dict[str, Any]] = []
         for start in range(0, len(rois), MAX_ROIS):
             chunk = slice(start, start + MAX_ROIS)
             masks, crops = self._buffers.fill(self._image, [r.mask.astype(bool, copy=False) for r in rois[chunk]],
                                               boxes[chunk])
+            if answer_rois is not None:
+                answered += answer_rois(self._feats, masks, crops, tasks)
+                continue
             for k, v in self.engine.assess(self._feats, masks, crops).items():
                 outputs.setdefault(k, []).append(np.array(v, copy=True))  # never a view of a reused buffer
         logits = {k: np.concatenate(v) for k, v in outputs.items()}
         results = []
         for i, (roi, box) in enumerate(zip(rois, boxes)):
             rr = RoiResult(id=i, prompt=roi.prompt, bbox=list(box), area=roi.area)
-            if "quality" in tasks:
-                rr.quality = LevelResult.from_logits(logits["quality_logits"][i], vocab.QUALITY_LEVELS)
-            if "importance" in tasks:
-                rr.importance = LevelResult.from_logits(logits["importance_logits"][i], vocab.IMPORTANCE_LEVELS)
-            if "distortion" in tasks:
-                rr.distortions = distortions_from_logits(logits["distortion_logits"][i], logits["severity_logits"][i])
+            if answer_rois is not None:  # {"quality", "importance", "distortions", "answers"}, asked tasks only
+                a = answered[i]
+                rr.quality, rr.importance, rr.distortions = a.get("quality"), a.get("importance"), a.get("distortions")
+                rr.answer_texts = dict(a["answers"])
+            else:
+                if "quality" in tasks:
+                    rr.quality = LevelResult.from_logits(logits["quality_logits"][i], vocab.QUALITY_LEVELS)
+                if "importance" in tasks:
+                    rr.importance = LevelResult.from_logits(logits["importance_logits"][i], vocab.IMPORTANCE_LEVELS)
+                if "distortion" in tasks:
+                    rr.distortions = distortions_from_logits(logits["distortion_logits"][i],
+                                                             logits["severity_logits"][i])
             results.append(rr)
         self.last_rois = list(rois)
         timings = dict(self._timings)

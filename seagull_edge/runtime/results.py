@@ -38,7 +38,7 @@ class LevelResult:
 @dataclass
 class Distortion:
     type: str
-    severity: str
+    severity: str | None  # None only when a VLM's answer names a type without a severity word
     prob: float
 
     def to_dict(self, digits: int = 4) -> dict[str, Any]:
@@ -64,9 +64,13 @@ class RoiResult:
     quality: LevelResult | None = None
     importance: LevelResult | None = None
     distortions: list[Distortion] | None = None
+    # The model's own sentences (the vlm backend answers in text); None: built from the levels.
+    answer_texts: dict[str, str] | None = None
 
     @property
     def answers(self) -> dict[str, str]:
+        if self.answer_texts is not None:
+            return dict(self.answer_texts)
         out = {}
         if self.quality is not None:
             out["quality"] = vocab.quality_sentence(self.quality.level)
