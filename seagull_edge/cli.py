@@ -377,6 +377,71 @@ def train(
     _warn(f"wrote {path}")
 
 
+@app.command()
+def distill(
+    labels: Path = typer.Option(..., "--labels", help="Teacher-label file (JSON lines; appended to, resumable)."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="SEAGULL-7B folder (config.json + weights + tokenizer)."),
+    rois: Optional[Path] = typer.Option(None, "--rois", help="Seed-format JSON: [{\"img\", \"points\" | \"rle\"}]."),
+    img_dir: Optional[Path] = typer.Option(None, "--img-dir", help="Folder of the images named in --rois."),
+    mask_type: str = typer.Option("points", "--mask-type", help="Which --rois field gives the ROI: points | rle."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (checkpoints, state)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint of ours."),
+    synth_data: Optional[Path] = typer.Option(None, "--synth", help="Also train on this `synth` folder."),
+    preset: str = typer.Option("edge-default", "--preset"),
+    steps: int = typer.Option(500, "--steps", min=1),
+    batch_size: int = typer.Option(4, "--batch-size", min=1),
+    rois_per_image: int = typer.Option(6, "--rois-per-image", min=1, help="ROIs per image per step."),
+    lr: float = typer.Option(1e-3, "--lr"),
+    workers: int = typer.Option(2, "--workers", min=0, help="Data-loading processes."),
+    heads_only: bool = typer.Option(True, "--heads-only/--all", help="Train only the answer heads, or everything."),
+    labels_only: bool = typer.Option(False, "--labels-only", help="Only write the teacher file."),
+    from_labels: bool = typer.Option(False, "--from-labels", help="Skip the teacher; train on --labels as it is."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="Teacher answer length cap."),
+    device: Optional[str] = typer.Option(None, "--device", help="Teacher device (default: cuda if present)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the training run in --out."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Distil SEAGULL-7B into the edge heads: teacher answers -> soft labels -> training."""
+    if labels_only and from_labels:
+        raise SeagullInputError("--labels-only and --from-labels exclude each other")
+    if not labels_only and out is None:
+        raise SeagullInputError("give --out RUN (or --labels-only to just write the teacher file)")
+    if from_labels and not labels.is_file():
+        raise SeagullInputError(f"--from-labels: {labels} does not exist")
+    distill_mod = _training_import("distill")
+    if not from_labels:
+        if teacher is None or rois is None or img_dir is None:
+            raise SeagullInputError("the teacher needs --teacher DIR, --rois FILE.json and --img-dir DIR "
+                                    "(or give --from-labels)")
+        items = distill_mod.read_seed_batch(rois, img_dir, mask_type)  # the whole file is checked first
+        from seagull_edge.model.vlm import SeagullVLM
+
+        vlm = SeagullVLM.from_pretrained(teacher, device=device)
+        with _progress_bar("teacher") as bar:
+            task = bar.add_task("teacher", total=None, info="")
+            counts = distill_mod.teacher_labels(vlm, items, labels, resume=True, max_new_tokens=max_new_tokens,
+                                                progress=lambda d, t: bar.update(task, completed=d, total=t))
+        del vlm
+        _warn(f"teacher: {counts['done']} ROI(s) answered, {counts['skipped']} already in {labels}")
+    if labels_only:
+        return
+    with _progress_bar("distill") as bar:
+        task = bar.add_task("distill", total=steps, info="")
+
+        def progress(step: int, total: int, info: dict) -> None:
+            text = (f"loss {info['loss']:.3f} q {info['quality']:.3f} i {info['importance']:.3f} "
+                    f"t {info['types']:.3f} s {info['severity']:.3f}")
+            bar.update(task, completed=step, info=text)
+            if not sys.stderr.isatty() and (step % 25 == 0 or step == total):
+                _warn(f"step {step}/{total} {text}")
+
+        path = distill_mod.distill(labels, out, preset=preset, init=init, steps=steps, batch_size=batch_size, lr=lr,
+                                   synth_data=synth_data, heads_only=heads_only, rois=rois_per_image,
+                                   workers=workers, seed=seed, resume=resume, img_dir=img_dir, log=_warn,
+                                   progress=progress)
+    _warn(f"wrote {path}")
+
+
 @app.command("eval")
 def eval_cmd(
     data: Path = typer.Option(..., "--data", help="Folder made by `seagull-edge synth`."),

@@ -40,6 +40,7 @@ class TrainConfig:
     warmup: int = 100
     workers: int = 2
     freeze_tower: bool = False
+    freeze_mfe: bool = False  # with freeze_tower: only the answer heads train (distillation)
     amp: bool = True  # only takes effect on CUDA
     seed: int = 0
     save_every: int = 200
@@ -50,6 +51,7 @@ class TrainConfig:
 def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per-head losses over the valid ROIs. Shapes: logits [B,Q,...], targets [B,Q,...]."""
     valid = batch["valid"]
+    known = valid & batch["types_known"] if "types_known" in batch else valid  # ROIs whose types are labelled
 
     def soft_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return -(target * F.log_softmax(logits.float(), dim=-1)).sum(-1)[valid].mean()
@@ -62,7 +64,7 @@ def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict
     return {
         "quality": soft_ce(out["quality_logits"], batch["quality_soft"]),
         "importance": soft_ce(out["importance_logits"], batch["importance_soft"]),
-        "types": types.mean(-1)[valid].mean(),
+        "types": types.mean(-1)[known].mean() if known.any() else types.sum() * 0,
         "severity": severity,
     }
 
@@ -106,8 +108,10 @@ def load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
 
 
 def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
-          progress: Callable[[int, int, dict], None] | None = None) -> Path:
-    """Train; returns the path of the last model checkpoint."""
+          progress: Callable[[int, int, dict], None] | None = None,
+          dataset: torch.utils.data.Dataset | None = None) -> Path:
+    """Train; returns the path of the last model checkpoint. ``dataset``: items shaped as
+    :class:`SynthDataset`'s (default: ``SynthDataset(cfg.data)``; distillation passes its own)."""
     rank, local_rank, world = _dist_info()
     distributed = world > 1
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
@@ -124,6 +128,8 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         load_checkpoint(model, cfg.init)
     if cfg.freeze_tower:
         model.tower.requires_grad_(False)
+    if cfg.freeze_mfe:
+        model.mask_extractor.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
@@ -142,7 +148,8 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         log(f"resumed at step {step}")
 
     p = model.preset
-    data = SynthDataset(cfg.data, p.image_size, p.crop_size, cfg.rois, splits=cfg.splits, seed=cfg.seed)
+    data = dataset if dataset is not None else \
+        SynthDataset(cfg.data, p.image_size, p.crop_size, cfg.rois, splits=cfg.splits, seed=cfg.seed)
     sampler = torch.utils.data.DistributedSampler(data, seed=cfg.seed) if distributed else None
     loader_kwargs = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, drop_last=True,
                          persistent_workers=cfg.workers > 0)
