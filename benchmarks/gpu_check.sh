@@ -48,7 +48,7 @@ fi
 FAILED=()
 SUMMARY=()
 # $OUT brings back at most 8 files: everything goes to gpu_check.log, these steps also get their own
-PER_STEP_LOGS="gpu_tests bench_kernel bench_torch_backend"
+PER_STEP_LOGS="gpu_tests bench_kernel bench_torch_backend bench_vlm"
 
 note() {
     echo "== $*"
@@ -164,8 +164,11 @@ step gpu_tests 180 gpu_tests
 # shellcheck disable=SC2086  # BENCH_ARGS is a word list
 step bench_kernel 150 "$PY" benchmarks/bench_kernel.py ${BENCH_ARGS:-}
 # issue 5's target: torch CUDA backend, edge preset, 512x512 frame, 8 ROIs, vs the seed-shaped model
-step bench_torch_backend 150 "$PY" benchmarks/bench_torch_backend.py --device cuda \
+step bench_torch_backend 120 "$PY" benchmarks/bench_torch_backend.py --device cuda \
     ${LOG_DIR:+--json "$LOG_DIR/bench_torch_backend.json"}
+# issue 8's target: SEAGULL-7B shapes (random weights), ours vs the seed-shaped eager path, same tokens
+step bench_vlm 120 "$PY" benchmarks/bench_vlm.py --device cuda --rois 2 --runs 1 \
+    ${LOG_DIR:+--json "$LOG_DIR/bench_vlm.json"}
 
 note "summary ($(($(date +%s) - START))s):"
 for line in ${SUMMARY[@]+"${SUMMARY[@]}"}; do note "  $line"; done
