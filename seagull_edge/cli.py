@@ -303,6 +303,19 @@ def _progress_bar(description: str):
                     TextColumn("{task.fields[info]}"), console=Console(stderr=True), transient=False)
 
 
+def _training_progress(bar, task):
+    """The train/distill step callback: the live bar, and plain lines when stderr is a log file."""
+    def progress(step: int, total: int, info: dict) -> None:
+        text = (f"loss {info['loss']:.3f} q {info['quality']:.3f} i {info['importance']:.3f} "
+                f"t {info['types']:.3f} s {info['severity']:.3f}")
+        if "s_per_step" in info:
+            text += f" {info['s_per_step']:.2f}s/step"
+        bar.update(task, completed=step, info=text)
+        if not sys.stderr.isatty() and (step % 25 == 0 or step == total):
+            _warn(f"step {step}/{total} {text}")
+    return progress
+
+
 def _training_import(what: str):
     try:
         return __import__(f"seagull_edge.training.{what}", fromlist=["_"])
@@ -366,12 +379,7 @@ def train(
     with _progress_bar("train") as bar:
         task = bar.add_task("train", total=steps, info="")
 
-        def progress(step: int, total: int, info: dict) -> None:
-            text = (f"loss {info['loss']:.3f} q {info['quality']:.3f} i {info['importance']:.3f} "
-                    f"t {info['types']:.3f} s {info['severity']:.3f} {info['s_per_step']:.2f}s/step")
-            bar.update(task, completed=step, info=text)
-            if not sys.stderr.isatty() and (step % 25 == 0 or step == total):
-                _warn(f"step {step}/{total} {text}")  # a log file gets plain lines, not a live bar
+        progress = _training_progress(bar, task)
 
         path = train_mod.train(cfg, resume=resume, log=_warn, progress=progress)
     _warn(f"wrote {path}")
@@ -428,12 +436,7 @@ def distill(
     with _progress_bar("distill") as bar:
         task = bar.add_task("distill", total=steps, info="")
 
-        def progress(step: int, total: int, info: dict) -> None:
-            text = (f"loss {info['loss']:.3f} q {info['quality']:.3f} i {info['importance']:.3f} "
-                    f"t {info['types']:.3f} s {info['severity']:.3f}")
-            bar.update(task, completed=step, info=text)
-            if not sys.stderr.isatty() and (step % 25 == 0 or step == total):
-                _warn(f"step {step}/{total} {text}")
+        progress = _training_progress(bar, task)
 
         path = distill_mod.distill(labels, out, preset=preset, init=init, steps=steps, batch_size=batch_size, lr=lr,
                                    synth_data=synth_data, heads_only=heads_only, rois=rois_per_image,

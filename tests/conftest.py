@@ -39,6 +39,24 @@ def model_dir(tmp_path_factory, edge_fast_model) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def frame(model_dir, example_image):
+    """A real photograph preprocessed for ``model_dir`` and three box ROIs of it:
+    (image [1,3,S,S], masks [3,S,S], crops [3,3,C,C]), the engines' inputs."""
+    from seagull_edge.runtime.config import ModelConfig
+    from seagull_edge.runtime.image import load_image, preprocess_crops, preprocess_image, preprocess_masks
+
+    cfg = ModelConfig.load(model_dir)
+    rgb = load_image(example_image)
+    h, w = rgb.shape[:2]
+    boxes = [(0, 0, w // 2, h // 2), (w // 3, h // 4, w // 2, h // 2), (10, 10, 40, 30)]
+    masks = np.zeros((len(boxes), h, w), bool)
+    for m, (x, y, bw, bh) in zip(masks, boxes):
+        m[y:y + bh, x:x + bw] = True
+    return (preprocess_image(rgb, cfg.image_size, cfg.mean, cfg.std), preprocess_masks(masks, cfg.image_size),
+            preprocess_crops(rgb, boxes, cfg.crop_size, cfg.mean, cfg.std))
+
+
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

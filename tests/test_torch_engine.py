@@ -17,24 +17,9 @@ import torch
 
 from seagull_edge.errors import ModelFileError, SeagullInputError
 from seagull_edge.model import engine as torch_engine
-from seagull_edge.runtime.config import ModelConfig
 from seagull_edge.runtime.engine import OnnxRuntimeEngine, load_engine
-from seagull_edge.runtime.image import load_image, preprocess_crops, preprocess_image, preprocess_masks
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU (torch.cuda.is_available() is False)")
-
-
-@pytest.fixture(scope="module")
-def frame(model_dir, example_image):
-    cfg = ModelConfig.load(model_dir)
-    rgb = load_image(example_image)
-    h, w = rgb.shape[:2]
-    boxes = [(0, 0, w // 2, h // 2), (w // 3, h // 4, w // 2, h // 2), (10, 10, 40, 30)]
-    masks = np.zeros((len(boxes), h, w), bool)
-    for m, (x, y, bw, bh) in zip(masks, boxes):
-        m[y:y + bh, x:x + bw] = True
-    return (preprocess_image(rgb, cfg.image_size, cfg.mean, cfg.std), preprocess_masks(masks, cfg.image_size),
-            preprocess_crops(rgb, boxes, cfg.crop_size, cfg.mean, cfg.std))
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from seagull_edge.export.trt import export_trt, trtexec_lines
 from seagull_edge.runtime import engine_cache as ec
 from seagull_edge.runtime import trt_engine as te
 from seagull_edge.runtime.engine import OnnxRuntimeEngine, backend_plan
-from seagull_edge.runtime.image import load_image, preprocess_crops, preprocess_image, preprocess_masks
+from seagull_edge.runtime.image import load_image
 
 
 @pytest.fixture()
@@ -42,22 +42,6 @@ def fakes(monkeypatch, tmp_path):
         monkeypatch.setattr(te, "import_cudart", lambda: cudart)
         return trt, cudart
     return install
-
-
-@pytest.fixture()
-def frame(model_dir, example_image):
-    """A real photograph, preprocessed, and three ROIs (masks + crops) of it."""
-    from seagull_edge.runtime.config import ModelConfig
-
-    cfg = ModelConfig.load(model_dir)
-    rgb = load_image(example_image)
-    h, w = rgb.shape[:2]
-    boxes = [(0, 0, w // 2, h // 2), (w // 3, h // 4, w // 2, h // 2), (10, 10, 40, 30)]
-    masks = np.zeros((len(boxes), h, w), bool)
-    for m, (x, y, bw, bh) in zip(masks, boxes):
-        m[y:y + bh, x:x + bw] = True
-    return (preprocess_image(rgb, cfg.image_size, cfg.mean, cfg.std), preprocess_masks(masks, cfg.image_size),
-            preprocess_crops(rgb, boxes, cfg.crop_size, cfg.mean, cfg.std))
 
 
 def _built(fakes, model_dir, tmp_path, **kw):
