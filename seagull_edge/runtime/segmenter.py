@@ -66,14 +66,14 @@ class _Prompt:
     rect: np.ndarray  # bool [H,W]: the box, or the point's square (what "none" returns)
 
 
-def check_rgb(rgb: Any) -> np.ndarray:
-    """An image for set_image: uint8 [H,W,3] (RGB). Anything else is one clear ImageError."""
+def check_rgb(rgb: Any, what: str = "set_image") -> np.ndarray:
+    """An RGB image: uint8 [H,W,3]. Anything else is one clear ImageError naming ``what``."""
     if not isinstance(rgb, np.ndarray):
-        raise ImageError(f"set_image expects a numpy uint8 [H,W,3] RGB array, got {type(rgb).__name__}")
+        raise ImageError(f"{what} expects a numpy uint8 [H,W,3] RGB array, got {type(rgb).__name__}")
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ImageError(f"set_image expects a uint8 [H,W,3] RGB array, got {rgb.dtype} {list(rgb.shape)}")
+        raise ImageError(f"{what} expects a uint8 [H,W,3] RGB array, got {rgb.dtype} {list(rgb.shape)}")
     if rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise ImageError(f"set_image: the image is empty ({rgb.shape[1]}x{rgb.shape[0]})")
+        raise ImageError(f"{what}: the image is empty ({rgb.shape[1]}x{rgb.shape[0]})")
     return np.ascontiguousarray(rgb)
 
 

@@ -64,13 +64,9 @@ _SAM_PACKAGES = {
 
 
 def _check_rgb(rgb: Any) -> np.ndarray:
-    if not isinstance(rgb, np.ndarray):
-        raise SeagullInputError(f"rgb must be a numpy array, got {type(rgb).__name__}")
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise SeagullInputError(f"rgb must be uint8 [H, W, 3], got {rgb.dtype} {list(rgb.shape)}")
-    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise SeagullInputError(f"rgb is empty: shape {list(rgb.shape)}")
-    return rgb
+    from seagull_edge.runtime.segmenter import check_rgb
+
+    return check_rgb(rgb, "ROI proposal")
 
 
 def _check_n(n: Any) -> int:
