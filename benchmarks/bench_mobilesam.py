@@ -23,35 +23,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 import onnxruntime as ort
 
+from seagull_edge.bench import cpu_model, timed
+
 ROOT = Path(__file__).resolve().parent.parent
 BOXES = [(180, 40, 260, 220), (20, 250, 200, 200), (400, 100, 200, 300), (0, 0, 640, 480)]  # x, y, w, h
 
 
-def timed(fn: Callable[[], object], runs: int, warmup: int = 3) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(samples)), float(np.percentile(samples, 90))
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def p50_p90(fn, runs: int) -> tuple[float, float]:
+    stats = timed(fn, runs)
+    return stats["p50"], stats["p90"]
 
 
 def main() -> None:
@@ -71,25 +56,25 @@ def main() -> None:
         seg = MobileSamSegmenter(tmp, backend="onnxruntime", threads=args.threads or None)
         image = seg.preprocess(rgb)
         rows.append(("MobileSAM preprocess (cv2 resize 640x480 -> 1024, normalize, pad)",
-                     *timed(lambda: seg.preprocess(rgb), args.runs)))
+                     *p50_p90(lambda: seg.preprocess(rgb), args.runs)))
         rows.append(("MobileSAM encoder graph [1,3,1024,1024]",
-                     *timed(lambda: seg.encode(image), args.runs)))
-        rows.append(("MobileSAM set_image (preprocess + encoder)", *timed(lambda: seg.set_image(rgb), args.runs)))
+                     *p50_p90(lambda: seg.encode(image), args.runs)))
+        rows.append(("MobileSAM set_image (preprocess + encoder)", *p50_p90(lambda: seg.set_image(rgb), args.runs)))
         for n in (1, 4):
             boxes = BOXES[:n]
             coords = [seg.to_input_frame(np.array([[x, y], [x + w, y + h]], dtype=np.float64)) for x, y, w, h in boxes]
             labels = [np.array([2.0, 3.0], np.float32)] * n
             rows.append((f"MobileSAM decoder graph, {n} box{'es' if n > 1 else ''} (one call)",
-                         *timed(lambda: seg.decode(coords, labels), args.runs)))
+                         *p50_p90(lambda: seg.decode(coords, labels), args.runs)))
             rows.append((f"MobileSAM segment(), {n} box{'es' if n > 1 else ''} (decoder + masks at 640x480)",
-                         *timed(lambda: seg.segment(boxes=boxes), args.runs)))
+                         *p50_p90(lambda: seg.segment(boxes=boxes), args.runs)))
     gc = GrabCutSegmenter()
     gc.set_image(rgb)
     rows.append((f"GrabCut, 1 box 260x220 (max side {gc.max_side}, {gc.iterations} iterations)",
-                 *timed(lambda: gc.segment(boxes=BOXES[:1]), args.runs)))
+                 *p50_p90(lambda: gc.segment(boxes=BOXES[:1]), args.runs)))
 
     print(f"MobileSAM vit_t (random weights) and GrabCut on the CPU, {time.strftime('%Y-%m-%d')}, "
-          f"{cpu_name()} ({os.cpu_count()} cores), onnxruntime {ort.__version__} "
+          f"{cpu_model()} ({os.cpu_count()} cores), onnxruntime {ort.__version__} "
           f"({'default' if not args.threads else args.threads} threads, spinning off), OpenCV {cv2.__version__}, "
           f"Python {platform.python_version()}")
     print(f"command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}".rstrip())

@@ -20,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from seagull_edge.bench import timed
 from seagull_edge.export.onnx import export_onnx
 from seagull_edge.model import build_model
 from seagull_edge.runtime import Assessor, OnnxRuntimeEngine
@@ -27,15 +28,9 @@ from seagull_edge.runtime import Assessor, OnnxRuntimeEngine
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def timed(fn, runs: int, warmup: int = 3) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(samples)), float(np.percentile(samples, 90))
+def p50_p90(fn, runs: int) -> tuple[float, float]:
+    stats = timed(fn, runs)
+    return stats["p50"], stats["p90"]
 
 
 def main() -> None:
@@ -54,17 +49,17 @@ def main() -> None:
             cfg = engine.config
             image = rng.standard_normal((1, 3, cfg.image_size, cfg.image_size)).astype(np.float32)
             feats = engine.encode(image)
-            med, p90 = timed(lambda: engine.encode(image), args.runs)
+            med, p90 = p50_p90(lambda: engine.encode(image), args.runs)
             print(f"{preset:13s} encoder  S={cfg.image_size:4d}        p50 {med:7.2f} ms  p90 {p90:7.2f} ms")
             for q in (1, 4, 16):
                 masks = (rng.random((q, cfg.image_size, cfg.image_size)) > 0.5).astype(np.float32)
                 crops = rng.standard_normal((q, 3, cfg.crop_size, cfg.crop_size)).astype(np.float32)
-                med, p90 = timed(lambda: engine.assess(feats, masks, crops), args.runs)
+                med, p90 = p50_p90(lambda: engine.assess(feats, masks, crops), args.runs)
                 print(f"{preset:13s} assessor Q={q:<3d} C={cfg.crop_size:4d}  p50 {med:7.2f} ms  p90 {p90:7.2f} ms")
             assessor = Assessor(engine)
             img = ROOT / "examples" / "chelsea.jpg"
             boxes = [(10, 10, 100, 100), (120, 40, 150, 120), (300, 150, 140, 140), (0, 0, 451, 300)]
-            med, p90 = timed(lambda: assessor.assess(img, boxes=boxes), args.runs)
+            med, p90 = p50_p90(lambda: assessor.assess(img, boxes=boxes), args.runs)
             print(f"{preset:13s} assess() 451x300, 4 boxes      p50 {med:7.2f} ms  p90 {p90:7.2f} ms")
 
 

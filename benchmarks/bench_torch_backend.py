@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 
+from seagull_edge.bench import timed
 from seagull_edge.export.onnx import export_onnx
 from seagull_edge.model import build_model
 from seagull_edge.model.engine import TorchEngine
@@ -33,24 +34,6 @@ from seagull_edge.runtime import Assessor
 from seagull_edge.runtime.image import load_image, preprocess_crops, preprocess_image, preprocess_masks
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    a = np.asarray(samples)
-    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99))}
-
-
-def timed(fn, runs: int, warmup: int, sync) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    sync()
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return percentiles(samples)
 
 
 def frame_and_rois(size: int = 512, n: int = 8):

@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from seagull_edge.bench import timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,21 +49,6 @@ BANNER = "#" * 100
 
 def loud(msg: str) -> None:
     print(f"{BANNER}\n# {msg}\n{BANNER}", flush=True)
-
-
-def timed(fn, iters: int, warmup: int, sync) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    sync()
-    samples = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    a = np.asarray(samples)
-    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
-            "min": float(a.min()), "n": len(samples)}
 
 
 def grid_masks(q: int, size: int) -> torch.Tensor:

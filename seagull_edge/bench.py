@@ -63,7 +63,8 @@ Progress = Callable[[str, int, int], None]  # (what is running, cases done, case
 # ------------------------------------------------------------------------- environment
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo, else lscpu, else platform)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.lower().startswith("model name"):
@@ -97,7 +98,7 @@ def machine_info() -> dict[str, Any]:
     except (AttributeError, OSError):
         usable = os.cpu_count()
     load = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
-    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "usable_cores": usable, "memory_gb": _mem_total_gb(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "usable_cores": usable, "memory_gb": _mem_total_gb(),
             "platform": platform.platform(), "python": platform.python_version(), "load_average": load,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
 
@@ -213,6 +214,24 @@ def stage_stats(samples_ms: Sequence[float]) -> dict[str, float]:
     p50, p90, p99 = (float(np.percentile(a, p)) for p in (50, 90, 99))
     return {"p50": round(p50, 4), "p90": round(p90, 4), "p99": round(p99, 4), "mean": round(float(a.mean()), 4),
             "min": round(float(a.min()), 4), "n": int(a.size)}
+
+
+def timed(fn: Callable[[], object], runs: int, warmup: int = 3,
+          sync: Callable[[], None] | None = None) -> dict[str, float]:
+    """Call ``fn`` ``warmup`` times, then time ``runs`` calls (ms; ``sync`` after each, e.g.
+    ``torch.cuda.synchronize``) -> :func:`stage_stats`. Shared by the scripts in benchmarks/."""
+    for _ in range(warmup):
+        fn()
+    if sync is not None:
+        sync()
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        if sync is not None:
+            sync()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return stage_stats(samples)
 
 
 def _postprocess(logits: dict[str, np.ndarray], rois: Sequence[Any], boxes: Sequence, width: int, height: int,

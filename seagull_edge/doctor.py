@@ -151,7 +151,9 @@ def backends(checks: list[Check]) -> dict[str, str]:
     model folder without engines (``auto``)."""
     ok = {c.name: c.ok for c in checks}
     gpu = ok.get("gpu", False)
-    cuda_python = importlib.util.find_spec("cuda") is not None
+    from seagull_edge.runtime.engine import installed
+
+    cuda_python = installed("cuda")
     out = {"onnxruntime": "ready" if ok.get("onnxruntime") else "onnxruntime is not installed (pip install onnxruntime)"}
     trt_missing = [w for w, good in (("tensorrt", ok.get("tensorrt")), ("cuda-python", cuda_python),
                                      ("an NVIDIA GPU", gpu)) if not good]

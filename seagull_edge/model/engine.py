@@ -86,10 +86,9 @@ class TorchEngine:
     # ------------------------------------------------------------------ stages
 
     def _to_device(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
-        tensor = torch.as_tensor(array)
-        if self.device.type == "cuda" and tensor.device.type == "cpu":
-            tensor = tensor.pin_memory()
-        return tensor.to(self.device, self.dtype, non_blocking=True)
+        # A plain copy: pinning a fresh host copy per call would cost more than it saves, and
+        # the stage needs the data at once anyway.
+        return torch.as_tensor(array).to(self.device, self.dtype)
 
     @torch.inference_mode()
     def encode(self, image: np.ndarray) -> list[torch.Tensor]:
