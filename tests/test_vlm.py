@@ -382,3 +382,162 @@ def test_seagull_7b_shapes(tok):
     assert image_tokens.shape == (1024, 4096)
     out = model.answer_tensors(image, masks, crops, tasks=("quality",), max_new_tokens=2)
     assert 0.0 <= out[0]["quality"].score <= 1.0
+
+
+# ----------------------------------------------------------------------------- batching and precision
+
+def _three_rois(inputs):
+    image, masks, crops = inputs
+    extra = torch.zeros(1, *masks.shape[1:])
+    extra[0, 5:60, 100:250] = 1
+    return image, torch.cat([masks, extra]), torch.cat([crops, crops[:1].flip(-1)])
+
+
+@pytest.fixture(scope="module")
+def roi_sensitive(tok):
+    """A tiny VLM whose answers depend on the ROI: smaller embeddings, stronger layers and a
+    50x larger MFE output (with `tiny`, the two ROI tokens among ~100 barely move the tokens)."""
+    torch.manual_seed(0)
+    model = V.build_vlm(_config(len(tok)), tokenizer=tok, device="cpu", dtype=torch.float32)
+    with torch.no_grad():
+        for name, p in model.llm.named_parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3 if "embed" in name else 2.0 * p.shape[1] ** -0.5)
+        model.vision.mask_extractor.final_mlp.weight.mul_(50)
+        model.mm_projector[2].weight.mul_(50)
+    return model
+
+
+def _level_probs(item, task):
+    return np.array([item[task].probs[w] for w in V.LEVEL_WORDS[task]])
+
+
+@torch.inference_mode()
+def test_batched_rows_equal_one_at_a_time(roi_sensitive, inputs, monkeypatch):
+    """All (ROI, instruction) rows in one padded batch, in groups of 4 (a group of scoring rows
+    only, groups mixing both), and one row at a time give the same tokens; level probabilities
+    agree to 1e-5 (float32, differently shaped reductions). An EOS that some rows reach early
+    and others never makes rows leave the batch at different steps."""
+    image, masks, crops = _three_rois(inputs)
+    monkeypatch.setattr(roi_sensitive, "_eos", lambda: -1)  # no EOS: 8 tokens each
+    free = roi_sensitive.answer_tensors(image, masks, crops, max_new_tokens=8, max_batch_rows=1)
+    # EOS := a token that one answer first produces at its 3rd step and another never produces
+    answers = [r["token_ids"][t] for r in free for t in V.INSTRUCTIONS]
+    assert len({tuple(r["token_ids"]["quality"]) for r in free}) > 1  # a swapped ROI would show
+    eos = next(a[2] for a in answers if a[2] not in a[:2] and any(a[2] not in b for b in answers))
+    monkeypatch.setattr(roi_sensitive, "_eos", lambda: eos)
+    one = roi_sensitive.answer_tensors(image, masks, crops, max_new_tokens=8, max_batch_rows=1)
+    lengths = {len(r["token_ids"][t]) for r in one for t in V.INSTRUCTIONS}
+    assert 3 in lengths and 8 in lengths  # rows stop at different steps
+    for rows in (4, 64):
+        batched = roi_sensitive.answer_tensors(image, masks, crops, max_new_tokens=8, max_batch_rows=rows)
+        for a, b in zip(one, batched):
+            assert a["token_ids"] == b["token_ids"], rows
+            assert a["answers"] == b["answers"]
+            for task in V.LEVEL_WORDS:
+                np.testing.assert_allclose(_level_probs(a, task), _level_probs(b, task), atol=1e-5)
+
+
+@torch.inference_mode()
+def test_batched_rows_equal_naive_full_prefill(roi_sensitive, tok, inputs):
+    """Padding inside the batch is invisible: each row's tokens equal a cache-free full forward."""
+    image, masks, crops = _three_rois(inputs)
+    out = roi_sensitive.answer_tensors(image, masks, crops, tasks=("importance", "distortion"), max_new_tokens=8)
+    feats, image_tokens = roi_sensitive.encode_image(image)
+    g, loc = roi_sensitive.roi_tokens(feats, masks, crops)
+    for q, item in enumerate(out):
+        assert set(item["token_ids"]) == {"importance", "distortion"} and "quality" not in item
+        for task in ("importance", "distortion"):
+            emb, _ = roi_sensitive.embed(V.build_input_ids(tok, task), image_tokens, (g[q], loc[q]))
+            assert item["token_ids"][task] == _naive(roi_sensitive, emb, 8, tok.eos_token_id)[0], (q, task)
+
+
+@torch.inference_mode()
+def test_padded_rows_compute_what_unpadded_forwards_do(roi_sensitive):
+    """The batching mechanics at the logit level: tails of 3, 7 and 5 embeddings right-padded on a
+    shared prefix, then two decode steps, the second after a row left the batch, each equal one
+    cache-free forward of that row's own sequence (atol 1e-4, float32). Token-level tests alone
+    would miss a padding slot that leaks into attention (a small logit shift rarely flips a token)."""
+    model = roi_sensitive
+    g = torch.Generator().manual_seed(3)
+    d = model.llm.config.hidden_size
+    prefix_emb = torch.randn(1, 11, d, generator=g) * 0.3
+    tails = [torch.randn(n, d, generator=g) * 0.3 for n in (3, 7, 5)]
+    steps = torch.randn(2, 3, d, generator=g) * 0.3  # the embeddings fed at the two decode steps
+
+    def reference(i, n_steps):
+        seq = torch.cat([prefix_emb[0], tails[i], steps[:n_steps, i]])[None]
+        return model.llm(inputs_embeds=seq, use_cache=False).logits[0, -1]
+
+    prefix = model._new_cache()
+    model._forward(prefix_emb, prefix)
+    cache, logits, mask, positions = model._prefill_rows(prefix, tails)
+    assert prefix.get_seq_length() == 11  # the shared prefix itself is left as it was
+    head = model.llm.get_output_embeddings()
+    for i in range(3):
+        torch.testing.assert_close(logits[i], reference(i, 0), atol=1e-4, rtol=0)
+    mask = torch.cat([mask, mask.new_ones(3, 1)], dim=1)
+    logits = head(model._decoder(steps[0][:, None], cache, mask, positions[:, None])[:, -1])
+    for i in range(3):
+        torch.testing.assert_close(logits[i], reference(i, 1), atol=1e-4, rtol=0)
+    keep = torch.tensor([0, 2])  # row 1 finished
+    cache.batch_select_indices(keep)
+    mask = torch.cat([mask[keep], mask.new_ones(2, 1)], dim=1)
+    logits = head(model._decoder(steps[1][keep][:, None], cache, mask, positions[keep][:, None] + 1)[:, -1])
+    for slot, i in enumerate((0, 2)):
+        torch.testing.assert_close(logits[slot], reference(i, 2), atol=1e-4, rtol=0)
+
+
+@torch.inference_mode()
+def test_vision_precision_is_separate_from_the_llm(tok, inputs, monkeypatch):
+    """Tower + MFE in their own dtype (float64 here, float16 on CUDA) hand the LLM tokens in its
+    dtype; the answers equal the single-dtype model's (tokens identical, probabilities to 1e-5);
+    roi_pool "fused" goes through the fused op."""
+    from seagull_edge.kernels import torch_op
+
+    torch.manual_seed(0)
+    model = V.build_vlm(_config(len(tok)), tokenizer=tok, device="cpu", dtype=torch.float32)
+    with torch.no_grad():
+        for name, p in model.llm.named_parameters():
+            if p.dim() == 2:
+                p.normal_(0, 1.0 if "embed" in name else p.shape[1] ** -0.5)
+    image, masks, crops = inputs
+    ref = model.answer_tensors(image, masks, crops, max_new_tokens=5)
+    calls = []
+    fused = torch_op.pool_levels_fused
+    monkeypatch.setattr(torch_op, "pool_levels_fused", lambda f, m: calls.append(m.dtype) or fused(f, m))
+    model.set_vision_precision(torch.float64, roi_pool="fused")
+    assert model.vision_dtype == torch.float64 and model.dtype == torch.float32
+    feats, image_tokens = model.encode_image(image)
+    assert feats[0].dtype == torch.float64 and image_tokens.dtype == torch.float32
+    g, loc = model.roi_tokens(feats, masks, crops)
+    assert g.dtype == loc.dtype == torch.float32
+    assert calls == [torch.float64]
+    out = model.answer_tensors(image, masks, crops, max_new_tokens=5)
+    for a, b in zip(ref, out):
+        assert a["token_ids"] == b["token_ids"]
+        for task in V.LEVEL_WORDS:
+            np.testing.assert_allclose(_level_probs(a, task), _level_probs(b, task), atol=1e-5)
+
+
+@pytest.mark.gpu
+@torch.inference_mode()
+def test_cuda_fp16_fused_vision_with_bf16_llm(tmp_path, tiny, tok, inputs):
+    """On a GPU, from_pretrained runs the tower + MFE in float16 with the fused kernel and the LLM
+    in bf16; its ROI tokens match the float32 CPU model's to bf16 precision (rtol 3e-2)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    _write_folder(tmp_path, _released_state(tiny), tok)
+    model = V.SeagullVLM.from_pretrained(tmp_path, tokenizer=tok, device="cuda")
+    assert model.dtype == torch.bfloat16 and model.vision_dtype == torch.float16
+    assert model.vision.roi_pool == "fused"
+    image, masks, crops = inputs
+    feats, image_tokens = model.encode_image(image)
+    g, loc = model.roi_tokens(feats, masks, crops)
+    ref_feats, ref_tokens = tiny.encode_image(image)
+    ref_g, ref_loc = tiny.roi_tokens(ref_feats, masks, crops)
+    for got, want in ((image_tokens, ref_tokens), (g, ref_g), (loc, ref_loc)):
+        assert got.dtype == torch.bfloat16
+        torch.testing.assert_close(got.float().cpu(), want, rtol=3e-2, atol=3e-2 * float(want.abs().max()))
+    out = model.answer_tensors(image, masks, crops, max_new_tokens=4)
+    assert all(0.0 <= r["quality"].score <= 1.0 for r in out)

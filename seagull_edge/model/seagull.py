@@ -129,10 +129,15 @@ class SeagullEdge(nn.Module):
         """image [B,3,S,S] -> four maps [B,C_l,H_l,W_l]."""
         return self.tower(image)
 
+    def roi_tokens(self, feats: Sequence[torch.Tensor], masks: torch.Tensor,
+                   crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The MFE with this model's :attr:`roi_pool`: feats from :meth:`encode`, masks
+        [B,Q,S,S], crops [B,Q,3,C,C] -> global tokens [B,Q,D], local tokens [B,Q,D]."""
+        return self.mask_extractor(feats, masks, crops, pool=self._pool_levels())
+
     def assess(self, feats: Sequence[torch.Tensor], masks: torch.Tensor, crops: torch.Tensor) -> dict[str, torch.Tensor]:
         """feats from :meth:`encode`, masks [B,Q,S,S], crops [B,Q,3,C,C] -> logits [B,Q,...]."""
-        global_token, local_token = self.mask_extractor(feats, masks, crops, pool=self._pool_levels())
-        return self.heads(global_token, local_token)
+        return self.heads(*self.roi_tokens(feats, masks, crops))
 
     def forward(self, image: torch.Tensor, masks: torch.Tensor, crops: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.assess(self.encode(image), masks, crops)

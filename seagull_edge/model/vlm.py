@@ -17,11 +17,20 @@ per call; this module does the same computation with our tower and MFE
   five level words' first tokens at the next position give probs -> ``score`` = expected
   index / 4, the same :class:`~seagull_edge.runtime.results.LevelResult` as the edge heads.
 
-KV-cache reuse: the prompt is the same for every ROI and instruction up to ``<global>`` (the
-system text, the ~1024 image tokens and the preamble), so it is prefilled once per image; each
-(ROI, instruction) then prefills only its tail (2 ROI tokens + instruction, ~30 tokens), decodes,
-and the cache is cut back to the shared prefix. Token ids are exactly the seed's; only the
-order of float operations differs from a single full prefill.
+KV-cache reuse and batching: the prompt is the same for every ROI and instruction up to
+``<global>`` (the system text, the ~1024 image tokens and the preamble), so it is prefilled once
+per image. Every (ROI, instruction) is then one row of a batch: the prefix cache is repeated per
+row, the rows' tails (2 ROI tokens + instruction, ~30 tokens; for the level scores also the
+teacher-forced answer prefix) are right-padded and prefilled together with an attention mask that
+hides the padding and position ids that continue each row's own sequence, and the answers are
+decoded greedily together, a row leaving the batch at its EOS. Groups of at most
+``max_batch_rows`` rows bound the memory (each row holds its own copy of the prefix: ~0.5 GB at
+7B and 1100 tokens in bf16). Token ids are exactly the seed's; only the order of float
+operations differs from one full prefill per answer.
+
+Precision: the LLM and projector run in ``dtype`` (bf16 on CUDA, as released); the tower and MFE
+can run in their own (:meth:`SeagullVLM.set_vision_precision`; on CUDA float16 with the fused
+masked-ROI-pooling kernel, the torch backend's choices), their outputs cast to the LLM's dtype.
 
     >>> vlm = SeagullVLM.from_pretrained("SEAGULL-7B/")           # config.json + shards + tokenizer
     >>> out = vlm.answer(rgb_uint8_hw3, [mask_bool_hw])            # one dict per ROI
@@ -30,6 +39,7 @@ order of float operations differs from a single full prefill.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import json
@@ -86,6 +96,7 @@ LEVEL_WORDS: dict[str, tuple[str, ...]] = {"quality": vocab.QUALITY_LEVELS, "imp
 
 IMAGE_LEVEL = LEVEL_NAMES.index("res4")  # the tower level the LLM sees (notes 1.3)
 DEFAULT_MAX_NEW_TOKENS = 2048  # the seed's
+DEFAULT_MAX_BATCH_ROWS = 16  # (ROI, instruction) rows decoded together; ~8 GB of prefix cache at 7B
 
 
 def render_prompt(task: str) -> str:
@@ -218,8 +229,13 @@ class SeagullVLM(nn.Module):
         self.mm_projector = nn.Sequential(nn.Linear(c, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.llm = llm
         self.tokenizer = None
+        self.max_batch_rows = DEFAULT_MAX_BATCH_ROWS
         self._ids_cache: dict[str, Any] = {}
+        # transformers 5 calls the cache argument ``cache``, 4.x ``past_key_values``
         self._cache_kw = "cache" if "cache" in inspect.signature(llm.forward).parameters else "past_key_values"
+        decoder = llm.get_decoder()
+        self._decoder_cache_kw = ("cache" if "cache" in inspect.signature(decoder.forward).parameters
+                                  else "past_key_values")
         if tokenizer is not None:
             self.set_tokenizer(tokenizer)
 
@@ -239,11 +255,27 @@ class SeagullVLM(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
+        """The LLM's and projector's dtype."""
         return self.mm_projector[0].weight.dtype
+
+    @property
+    def vision_dtype(self) -> torch.dtype:
+        """The tower's and MFE's dtype (:meth:`set_vision_precision`)."""
+        return self.vision.mask_extractor.final_mlp.weight.dtype
+
+    def set_vision_precision(self, dtype: torch.dtype, roi_pool: str | None = None) -> "SeagullVLM":
+        """Run the tower and MFE in ``dtype`` (and with ``roi_pool`` "stock"/"fused" if given);
+        the projector and LLM keep theirs. float16 + "fused" on CUDA is the torch backend's
+        (:class:`~seagull_edge.model.engine.TorchEngine`) setting."""
+        self.vision.to(dtype)
+        if roi_pool is not None:
+            self.vision.roi_pool = roi_pool
+        return self
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, tokenizer=None, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None, tower: str | Path | None = None) -> "SeagullVLM":
+                        dtype: torch.dtype | None = None, tower: str | Path | None = None,
+                        vision_dtype: torch.dtype | None = None) -> "SeagullVLM":
         """Load the released SEAGULL-7B layout from ``folder``.
 
         ``folder``: ``config.json`` (``model_type: "seagull"``, LLaMA fields) and the weights
@@ -252,7 +284,9 @@ class SeagullVLM(nn.Module):
         from the checkpoint (``model.vision_tower.vision_tower.visual.trunk.*``), else from
         ``tower`` or ``folder/open_clip_pytorch_model.bin`` (the seed's ``mm_vision_tower``).
         ``tokenizer``: any HF tokenizer; default ``AutoTokenizer.from_pretrained(folder)``.
-        ``dtype``: default bf16 on CUDA, fp32 on CPU. Every weight is loaded strictly.
+        ``dtype``: default bf16 on CUDA, fp32 on CPU. ``vision_dtype``: the tower's and MFE's;
+        default on CUDA float16 with the fused ROI-pooling kernel, on CPU ``dtype`` with stock ops.
+        Every weight is loaded strictly.
         """
         folder = Path(folder)
         cfg_path = folder / "config.json"
@@ -282,7 +316,12 @@ class SeagullVLM(nn.Module):
         report = vlm.load_released_state(state, tower=tower)
         del state
         log.info("%s: %s", folder, report.summary())
-        return vlm.to(device).eval()
+        vlm.to(device).eval()
+        if vision_dtype is not None:
+            vlm.set_vision_precision(vision_dtype)
+        elif device.type == "cuda":
+            vlm.set_vision_precision(torch.float16, roi_pool="fused")
+        return vlm
 
     def load_released_state(self, state: Mapping[str, torch.Tensor], tower: str | Path | None = None) -> LoadReport:
         """Load a SEAGULL-7B state dict (released key layout) strictly into this model.
@@ -346,17 +385,17 @@ class SeagullVLM(nn.Module):
 
         N = H*W of ``image_level`` in row-major order (the seed's ``reshape(B,C,-1).permute(0,2,1)``).
         """
-        feats = self.vision.encode(image.to(self.device, self.dtype))
+        feats = self.vision.encode(image.to(self.device, self.vision_dtype))
         f = feats[self.image_level]
         tokens = f.flatten(2).transpose(1, 2)[0]  # [N, C]
-        return feats, self.mm_projector(tokens)
+        return feats, self.mm_projector(tokens.to(self.dtype))
 
     def roi_tokens(self, feats: Sequence[torch.Tensor], masks: torch.Tensor,
                    crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """masks [Q,S,S], crops [Q,3,C,C] -> global tokens [Q,D], local tokens [Q,D]."""
-        g, loc = self.vision.mask_extractor(feats, masks[None].to(self.device, self.dtype),
-                                            crops[None].to(self.device, self.dtype))
-        return g[0], loc[0]
+        dt = self.vision_dtype
+        g, loc = self.vision.roi_tokens(feats, masks[None].to(self.device, dt), crops[None].to(self.device, dt))
+        return g[0].to(self.dtype), loc[0].to(self.dtype)
 
     def embed(self, ids: Sequence[int], image_tokens: torch.Tensor | None,
               roi: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -420,12 +459,6 @@ class SeagullVLM(nn.Module):
             return DynamicCache(config=self.llm.config)
         except TypeError:  # older transformers
             return DynamicCache()
-
-    @staticmethod
-    def _truncate(cache, length: int) -> None:
-        extra = cache.get_seq_length() - length
-        if extra > 0:
-            cache.crop(-extra)  # negative = tokens to remove (works in transformers 4.x and 5.x)
 
     def greedy(self, embeds: torch.Tensor, cache=None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                eos_token_id: int | None = None) -> tuple[list[int], torch.Tensor]:
@@ -527,59 +560,150 @@ class SeagullVLM(nn.Module):
     @torch.inference_mode()
     def answer_tensors(self, image: torch.Tensor, masks: torch.Tensor, crops: torch.Tensor,
                        tasks: Sequence[str] = vocab.TASKS, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-                       boxes: Sequence[tuple[int, int, int, int]] | None = None) -> list[dict[str, Any]]:
+                       boxes: Sequence[tuple[int, int, int, int]] | None = None,
+                       max_batch_rows: int | None = None) -> list[dict[str, Any]]:
         """:meth:`answer` on preprocessed tensors: image [1,3,S,S], masks [Q,S,S], crops [Q,3,C,C]."""
-        return self.answer_encoded(self.encode_image(image), masks, crops, tasks, max_new_tokens, boxes=boxes)
+        return self.answer_encoded(self.encode_image(image), masks, crops, tasks, max_new_tokens, boxes=boxes,
+                                   max_batch_rows=max_batch_rows)
 
     @torch.inference_mode()
     def answer_encoded(self, encoded: tuple[Sequence[torch.Tensor], torch.Tensor], masks: torch.Tensor,
                        crops: torch.Tensor, tasks: Sequence[str] = vocab.TASKS,
                        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-                       boxes: Sequence[tuple[int, int, int, int]] | None = None) -> list[dict[str, Any]]:
+                       boxes: Sequence[tuple[int, int, int, int]] | None = None,
+                       max_batch_rows: int | None = None) -> list[dict[str, Any]]:
         """:meth:`answer_tensors` after :meth:`encode_image`: ``encoded`` = (feats, image tokens),
-        so an image encoded once answers any number of ROI batches (the ``vlm`` backend)."""
+        so an image encoded once answers any number of ROI batches (the ``vlm`` backend).
+
+        ``max_batch_rows``: (ROI, instruction) rows prefilled and decoded together (default
+        :attr:`max_batch_rows`); 1 answers them one after the other.
+        """
         feats, image_tokens = encoded
         g, loc = self.roi_tokens(feats, masks, crops)
         entries = {t: self._task_ids(t) for t in tasks}
-        # Shared prefix: everything before <global> (identical ids for every task; checked).
+        head = self._shared_head(entries)
+        prefix = self._new_cache()
+        if head:
+            head_emb, _ = self.embed(head, image_tokens, None)
+            self._forward(head_emb, prefix)
+        emb = self.llm.get_input_embeddings()
+
+        # One row per (ROI, task) to decode and one per (ROI, level task) to score: the scoring
+        # row's tail ends with the teacher-forced answer prefix ("The quality is").
+        rows: list[tuple[int, str, bool]] = [(q, t, False) for q in range(g.shape[0]) for t in entries]
+        rows += [(q, t, True) for q in range(g.shape[0]) for t in entries if t in LEVEL_WORDS]
+        results: list[dict[str, Any]] = []
+        for q in range(g.shape[0]):
+            item: dict[str, Any] = {"answers": {}, "generated": {}, "token_ids": {}}
+            if boxes is not None:
+                item["bbox"] = list(boxes[q])
+            results.append(item)
+        step = max(1, max_batch_rows or self.max_batch_rows)
+        for start in range(0, len(rows), step):
+            group = rows[start:start + step]
+            tails = []
+            for q, t, score in group:
+                tail, _ = self.embed(entries[t]["prompt"][len(head):], image_tokens, (g[q], loc[q]))
+                if score:
+                    pre = torch.tensor(entries[t]["answer_prefix"], dtype=torch.long, device=self.device)
+                    tail = torch.cat([tail, emb(pre)[None].to(self.dtype)], dim=1)
+                tails.append(tail[0])
+            cache, logits, mask, positions = self._prefill_rows(prefix, tails)
+            decode = [i for i, (_q, _t, score) in enumerate(group) if not score]
+            for i, (q, t, score) in enumerate(group):
+                if score:
+                    level_logits = logits[i].float()[entries[t]["level_ids"]].cpu().numpy()
+                    results[q][t] = LevelResult.from_logits(level_logits, LEVEL_WORDS[t])
+            if not decode:
+                continue
+            if len(decode) < len(group):
+                idx = torch.tensor(decode, device=self.device)
+                cache.batch_select_indices(idx)
+                logits, mask, positions = logits[idx], mask[idx], positions[idx]
+            for i, ids in zip(decode, self._decode_rows(cache, logits, mask, positions, max_new_tokens)):
+                q, t, _ = group[i]
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                results[q]["token_ids"][t] = ids
+                results[q]["generated"][t] = text
+                results[q]["answers"][t] = postprocess_answer(text)
+        return results
+
+    def _shared_head(self, entries: Mapping[str, Mapping[str, Any]]) -> list[int]:
+        """The prompt ids before ``<global>``, when they are the same for every task (else [])."""
         gid = self.tokenizer.convert_tokens_to_ids(GLOBAL_TOKEN)
         heads = []
         for t, e in entries.items():
             if e["prompt"].count(gid) != 1:
                 raise SeagullInputError(f"prompt for {t!r} must hold exactly one <global>")
             heads.append(e["prompt"][:e["prompt"].index(gid)])
-        head = heads[0]
-        if any(h != head for h in heads):
-            head = []  # tokenizer-dependent: no shared prefix; each task prefills in full
-        cache = self._new_cache()
-        if head:
-            head_emb, _ = self.embed(head, image_tokens, None)
-            self._forward(head_emb, cache)
-        shared = cache.get_seq_length()
+        if any(h != heads[0] for h in heads):
+            return []  # tokenizer-dependent: no shared prefix; each row prefills in full
+        return heads[0]
+
+    def _decoder(self, embeds: torch.Tensor, cache, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The LLM body on [n,T,D] with a 2-D padding ``mask`` [n, cached + T] and ``positions``
+        [n,T] -> last hidden states [n,T,D] (the cache grows by T slots)."""
+        out = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                     use_cache=True, **{self._decoder_cache_kw: cache})
+        return out.last_hidden_state
+
+    def _prefill_rows(self, prefix, tails: Sequence[torch.Tensor]):
+        """Prefill n tails [L_i,D] on top of a copy of the batch-1 ``prefix`` cache, one row each.
+
+        Tails are right-padded to T = max L_i; the padding slots are masked out for good and each
+        row's positions continue its own sequence, so row i computes what one unpadded forward of
+        prefix + tail_i would. Returns (cache [n rows], logits [n,V] at each tail's last token,
+        mask [n, P+T], next position of each row [n]).
+        """
+        n = len(tails)
+        shared = prefix.get_seq_length()
+        cache = copy.deepcopy(prefix) if shared else self._new_cache()
+        if shared and n > 1:
+            cache.batch_repeat_interleave(n)
+        lengths = torch.tensor([t.shape[0] for t in tails], device=self.device)
+        width = int(lengths.max())
+        embeds = torch.zeros(n, width, tails[0].shape[1], dtype=self.dtype, device=self.device)
+        for i, t in enumerate(tails):
+            embeds[i, :t.shape[0]] = t
+        slots = torch.arange(width, device=self.device)
+        mask = torch.cat([torch.ones(n, shared, dtype=torch.long, device=self.device),
+                          (slots[None] < lengths[:, None]).long()], dim=1)
+        positions = (shared + slots)[None].expand(n, -1)
+        hidden = self._decoder(embeds, cache, mask, positions)
+        last = hidden[torch.arange(n, device=self.device), lengths - 1]
+        return cache, self.llm.get_output_embeddings()(last), mask, shared + lengths
+
+    def _decode_rows(self, cache, logits: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                     max_new_tokens: int) -> list[list[int]]:
+        """Greedy decoding of n rows together from their first-token ``logits`` [n,V].
+
+        A row stops after its EOS (kept, as ``generate`` does) and leaves the batch, so finished
+        rows cost nothing; all stop at ``max_new_tokens``. Returns each row's new ids.
+        """
+        eos = self._eos()
         emb = self.llm.get_input_embeddings()
-        results = []
-        for q in range(g.shape[0]):
-            roi = (g[q], loc[q])
-            item: dict[str, Any] = {"answers": {}, "generated": {}, "token_ids": {}}
-            if boxes is not None:
-                item["bbox"] = list(boxes[q])
-            for t, e in entries.items():
-                tail, _ = self.embed(e["prompt"][len(head):], image_tokens, roi)
-                ids, _first = self.greedy(tail, cache, max_new_tokens)
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                item["token_ids"][t] = ids
-                item["generated"][t] = text
-                item["answers"][t] = postprocess_answer(text)
-                if t in LEVEL_WORDS:
-                    # teacher-force the answer prefix right after the prompt
-                    self._truncate(cache, shared + tail.shape[1])
-                    pre = torch.tensor([e["answer_prefix"]], device=self.device)
-                    logits = self._forward(emb(pre), cache)[0, -1] if pre.shape[1] else _first
-                    level_logits = logits.float()[e["level_ids"]].cpu().numpy()
-                    item[t] = LevelResult.from_logits(level_logits, LEVEL_WORDS[t])
-                self._truncate(cache, shared)
-            results.append(item)
-        return results
+        head = self.llm.get_output_embeddings()
+        out: list[list[int]] = [[] for _ in range(logits.shape[0])]
+        active = list(range(logits.shape[0]))  # batch slot -> row
+        for step in range(max_new_tokens):
+            nxt = torch.argmax(logits, dim=-1)
+            keep = []
+            for slot, token in enumerate(nxt.tolist()):
+                out[active[slot]].append(token)
+                if token != eos:
+                    keep.append(slot)
+            if not keep or step + 1 == max_new_tokens:
+                break
+            if len(keep) < len(active):
+                idx = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(idx)
+                nxt, mask, positions = nxt[idx], mask[idx], positions[idx]
+                active = [active[s] for s in keep]
+            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+            hidden = self._decoder(emb(nxt[:, None]), cache, mask, positions[:, None])
+            positions = positions + 1
+            logits = head(hidden[:, -1])
+        return out
 
 
 def build_vlm(config: Mapping[str, Any] | str | Path, preset: str | Preset | None = None, tokenizer=None,
@@ -608,10 +732,13 @@ def build_vlm(config: Mapping[str, Any] | str | Path, preset: str | Preset | Non
         p = dataclasses.replace(p, out_dim=cfg.hidden_size)
     dev, dt = _default_device_dtype(device, dtype)
     old = torch.get_default_dtype()
-    torch.set_default_dtype(dt)  # parameters are created in the target dtype (a 7B LLM in fp32 is 27 GB)
+    # parameters are created in the target dtype (a 7B LLM in fp32 is 27 GB) and on the target
+    # device (initialising 7B random weights on a CPU takes minutes, on a GPU seconds)
+    torch.set_default_dtype(dt)
     try:
-        vision = SeagullEdge(p)
-        llm = LlamaForCausalLM(cfg)
+        with torch.device(dev):
+            vision = SeagullEdge(p)
+            llm = LlamaForCausalLM(cfg)
     finally:
         torch.set_default_dtype(old)
     mm_hidden = config.get("mm_hidden_size")
