@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import time
 
 import numpy as np
 import torch
 
 from seagull_edge import vocab
+from seagull_edge.bench import cpu_model
 from seagull_edge.model import vlm as V
 
 
@@ -144,7 +145,7 @@ def main() -> None:
     reference = seed_shaped(model, image, masks, crops, tasks, args.new_tokens)  # same numerics as ours
     same = reference == our_tokens
     agree_seed = sum(a == b for a, b in zip(seed_tokens, our_tokens)) / len(our_tokens)
-    card = torch.cuda.get_device_name(0) if device.type == "cuda" else (platform.processor() or platform.machine())
+    card = torch.cuda.get_device_name(0) if device.type == "cuda" else f"{cpu_model()} ({os.cpu_count()} cores)"
     report = {
         "date": time.strftime("%Y-%m-%d"), "device": card, "torch": torch.__version__, "dtype": str(dtype),
         "layers": args.layers, "hidden": args.hidden, "preset": args.preset, "rois": args.rois,

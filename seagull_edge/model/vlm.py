@@ -285,8 +285,8 @@ class SeagullVLM(nn.Module):
         ``tower`` or ``folder/open_clip_pytorch_model.bin`` (the seed's ``mm_vision_tower``).
         ``tokenizer``: any HF tokenizer; default ``AutoTokenizer.from_pretrained(folder)``.
         ``dtype``: default bf16 on CUDA, fp32 on CPU. ``vision_dtype``: the tower's and MFE's;
-        default on CUDA float16 with the fused ROI-pooling kernel, on CPU ``dtype`` with stock ops.
-        Every weight is loaded strictly.
+        default float16 on CUDA, ``dtype`` on CPU; on CUDA in float16 or float32 with the fused
+        ROI-pooling kernel, else with stock ops. Every weight is loaded strictly.
         """
         folder = Path(folder)
         cfg_path = folder / "config.json"
@@ -317,11 +317,11 @@ class SeagullVLM(nn.Module):
         del state
         log.info("%s: %s", folder, report.summary())
         vlm.to(device).eval()
-        if vision_dtype is not None:
-            vlm.set_vision_precision(vision_dtype)
-        elif device.type == "cuda":
-            vlm.set_vision_precision(torch.float16, roi_pool="fused")
-        return vlm
+        if vision_dtype is None:
+            vision_dtype = torch.float16 if device.type == "cuda" else dtype
+        # the fused kernel takes float32/float16 features on CUDA (not bf16)
+        fused = device.type == "cuda" and vision_dtype in (torch.float16, torch.float32)
+        return vlm.set_vision_precision(vision_dtype, roi_pool="fused" if fused else "stock")
 
     def load_released_state(self, state: Mapping[str, torch.Tensor], tower: str | Path | None = None) -> LoadReport:
         """Load a SEAGULL-7B state dict (released key layout) strictly into this model.
