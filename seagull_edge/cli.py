@@ -389,8 +389,10 @@ def train(
 def distill(
     labels: Path = typer.Option(..., "--labels", help="Teacher-label file (JSON lines; appended to, resumable)."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="SEAGULL-7B folder (config.json + weights + tokenizer)."),
-    rois: Optional[Path] = typer.Option(None, "--rois", help="Seed-format JSON: [{\"img\", \"points\" | \"rle\"}]."),
-    img_dir: Optional[Path] = typer.Option(None, "--img-dir", help="Folder of the images named in --rois."),
+    rois: Optional[Path] = typer.Option(None, "--rois", help="Seed-format JSON: [{\"img\", \"points\" | \"rle\"}]; "
+                                        "without it, every image of --img-dir gets --propose ROIs."),
+    img_dir: Optional[Path] = typer.Option(None, "--img-dir", help="Folder of the images (named in --rois)."),
+    propose: int = typer.Option(6, "--propose", min=1, help="Without --rois: ROIs proposed per image."),
     mask_type: str = typer.Option("points", "--mask-type", help="Which --rois field gives the ROI: points | rle."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (checkpoints, state)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint of ours."),
@@ -418,10 +420,13 @@ def distill(
         raise SeagullInputError(f"--from-labels: {labels} does not exist")
     distill_mod = _training_import("distill")
     if not from_labels:
-        if teacher is None or rois is None or img_dir is None:
-            raise SeagullInputError("the teacher needs --teacher DIR, --rois FILE.json and --img-dir DIR "
+        if teacher is None or img_dir is None:
+            raise SeagullInputError("the teacher needs --teacher DIR and --img-dir DIR [--rois FILE.json] "
                                     "(or give --from-labels)")
-        items = distill_mod.read_seed_batch(rois, img_dir, mask_type)  # the whole file is checked first
+        if rois is not None:
+            items = distill_mod.read_seed_batch(rois, img_dir, mask_type)  # the whole file is checked first
+        else:
+            items = distill_mod.propose_batch(img_dir, propose, seed)
         from seagull_edge.model.vlm import SeagullVLM
 
         vlm = SeagullVLM.from_pretrained(teacher, device=device)

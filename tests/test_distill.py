@@ -203,3 +203,49 @@ def test_cli_distill(tmp_path, tiny, tok, batch_file, teacher_file):  # noqa: F8
     assert run("--labels", tmp_path / "none.jsonl", "--from-labels", "--out", tmp_path / "r2") == 2
     assert run("--labels", labels, "--out", tmp_path / "r3") == 2  # no teacher and no --from-labels
     assert run("--labels", labels, "--from-labels", "--out", tmp_path / "r4", "--preset", "nope") == 2
+
+
+def test_cli_distill_proposes_rois_for_a_plain_folder(tmp_path, tiny, tok):  # noqa: F811
+    """No --rois: each image of --img-dir gets --propose ROIs (RLE), the same ones on a rerun, so
+    the teacher file resumes; the labels then train like annotated ones."""
+    import shutil
+
+    from seagull_edge import cli
+    from seagull_edge.runtime.prompts import rle_to_roi
+
+    folder = _write_folder(tmp_path / "seagull7b", _released_state(tiny), tok)
+    _tiny_tokenizer().save_pretrained(str(folder))
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("chelsea.jpg", "coffee.jpg"):
+        shutil.copy(EXAMPLES / name, images / name)
+    (images / "notes.txt").write_text("not an image")
+    first = D.propose_batch(images, 2, seed=5)
+    again = D.propose_batch(images, 2, seed=5)
+    assert [(it.image.name, it.rois) for it in first] == [(it.image.name, it.rois) for it in again]
+    assert [it.image.name for it in first] == ["chelsea.jpg", "coffee.jpg"]
+    assert D.propose_batch(images, 2, seed=6)[0].rois != first[0].rois
+
+    labels = tmp_path / "labels.jsonl"
+
+    def run(*args) -> int:
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["distill", *map(str, args)])
+        return exc.value.code
+
+    args = ("--teacher", folder, "--img-dir", images, "--propose", 2, "--seed", 5, "--labels", labels,
+            "--labels-only", "--max-new-tokens", MAX_NEW, "--device", "cpu")
+    assert run(*args) == 0
+    records = [json.loads(x) for x in labels.read_text().splitlines()]
+    assert [(r["img"], r["mask_type"]) for r in records] == [("chelsea.jpg", "rle")] * 2 + [("coffee.jpg", "rle")] * 2
+    assert [r["roi"] for r in records] == [roi for it in first for roi in it.rois]
+    for r in records:
+        h, w = r["size"]
+        assert rle_to_roi(r["roi"], w, h).mask.any()
+    before = labels.read_bytes()
+    assert run(*args) == 0
+    assert labels.read_bytes() == before  # every ROI already answered: nothing appended
+    assert run("--labels", labels, "--from-labels", "--img-dir", images, "--out", tmp_path / "run", "--preset",
+               "edge-fast", "--steps", 1, "--batch-size", 1, "--rois-per-image", 2, "--workers", 0) == 0
+    assert (tmp_path / "run" / "last.safetensors").is_file()
+    assert run("--teacher", folder, "--img-dir", tmp_path / "none", "--labels", labels, "--labels-only") == 2

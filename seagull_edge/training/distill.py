@@ -36,6 +36,7 @@ from seagull_edge.runtime.batch import BatchItem, read_seed_batch
 from seagull_edge.runtime.config import CLIP_MEAN, CLIP_STD
 
 __all__ = ["parse_distortion_answer", "teacher_labels", "read_teacher_labels", "TeacherDataset", "distill",
+           "propose_batch",
            "read_seed_batch"]
 
 FORMAT = "seagull-edge/teacher-1"
@@ -103,6 +104,35 @@ def _scan(path: Path) -> tuple[list[dict[str, Any]], int]:
             records.append(rec)
         good += len(line) + 1
     return records, good
+
+
+def propose_batch(img_dir: str | os.PathLike, rois_per_image: int = 6, seed: int = 0) -> list[BatchItem]:
+    """A folder of images without ROI annotations -> :class:`BatchItem` s with proposed ROIs.
+
+    Every image file of ``img_dir`` (sorted by name, :data:`~seagull_edge.runtime.image.IMAGE_SUFFIXES`)
+    gets ``rois_per_image`` masks from :func:`~seagull_edge.training.rois.propose_rois` (superpixels,
+    polygons, ellipses, boxes), as COCO RLEs. The generator is seeded by ``seed`` and the file
+    name, so a rerun proposes the same ROIs and :func:`teacher_labels` resumes where it stopped.
+    An unreadable image raises :class:`SeagullInputError` before the teacher runs.
+    """
+    import zlib
+
+    from seagull_edge.training.rois import encode_rle, propose_rois
+
+    folder = Path(img_dir)
+    if not folder.is_dir():
+        raise SeagullInputError(f"--img-dir {folder}: not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in imops.IMAGE_SUFFIXES)
+    if not files:
+        raise SeagullInputError(f"--img-dir {folder}: holds no image files ({', '.join(imops.IMAGE_SUFFIXES)})")
+    items = []
+    for i, path in enumerate(files):
+        rgb = imops.load_image(path)
+        rng = np.random.default_rng([seed, zlib.crc32(path.name.encode("utf-8"))])
+        masks = [m for _kind, m in propose_rois(rgb, rois_per_image, rng)]
+        if masks:
+            items.append(BatchItem(index=i, image=path, rois=[encode_rle(m) for m in masks], mask_type="rle"))
+    return items
 
 
 def _level_dict(res) -> dict[str, Any]:
