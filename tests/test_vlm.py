@@ -151,6 +151,56 @@ def test_level_token_ids(tok):
     assert firsts == _ids(tok, " ".join(V.vocab.IMPORTANCE_LEVELS))
 
 
+def _sentencepiece_style_tokenizer(vocab_size: int):
+    """A LLaMA-style subword tokenizer, trained here: BPE over "▁"-prefixed words (Metaspace),
+    byte fallback, BOS prepended. Small vocabularies split the prompt's words (and, below ~400,
+    the level words) into pieces, as a real 32k vocabulary splits rarer words."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = [V.render_prompt(t).replace(V.IMAGE_TOKEN, " ") for t in V.INSTRUCTIONS]
+    corpus += [" ".join(V.vocab.QUALITY_LEVELS + V.vocab.IMPORTANCE_LEVELS),
+               "The quality is good. This region is important. With moderate blur distortion."]
+    tk = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+    tk.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first")
+    tk.train_from_iterator(corpus * 3, trainers.BpeTrainer(vocab_size=vocab_size,
+                                                           special_tokens=["<unk>", "<s>", "</s>"]))
+    tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    return V.prepare_tokenizer(tok)
+
+
+def test_subword_tokenizer_prompt_and_level_words():
+    """With subword pieces: the prompt ids are the seed algorithm's; a level word split into pieces
+    is scored by its first piece; level words sharing a first piece are refused with a clear
+    error (their scores would be indistinguishable), also from answer()."""
+    tok = _sentencepiece_style_tokenizer(300)
+    for task in V.INSTRUCTIONS:
+        ids = V.build_input_ids(tok, task)
+        assert ids == _seed_tokenizer_image_token(V.render_prompt(task), tok)
+        assert ids.count(V.IMAGE_TOKEN_INDEX) == 1 and ids.count(tok.bos_token_id) == 1
+        assert tok.unk_token_id not in ids
+        assert len(ids) > len(V.render_prompt(task).split())  # words really were split
+    prefix, firsts = V.level_token_ids(tok, "quality")
+    assert tok.decode(prefix).strip() == "The quality is"
+    pieces = [tok.tokenize(" " + w) for w in V.vocab.QUALITY_LEVELS]
+    assert any(len(p) > 1 for p in pieces)
+    assert tok.convert_ids_to_tokens(firsts) == [p[0] for p in pieces]
+    with pytest.raises(ModelFileError, match="share a first token"):
+        V.level_token_ids(tok, "importance")
+
+    torch.manual_seed(0)
+    model = V.build_vlm(_config(len(tok)), tokenizer=tok, device="cpu", dtype=torch.float32)
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    mask = np.zeros((64, 80), bool)
+    mask[10:40, 5:60] = True
+    out = model.answer(rgb, [mask], tasks=("quality", "distortion"), max_new_tokens=3)
+    assert 0.0 <= out[0]["quality"].score <= 1.0 and len(out[0]["token_ids"]["distortion"]) >= 1
+    with pytest.raises(ModelFileError, match="share a first token"):
+        model.answer(rgb, [mask], tasks=("importance",), max_new_tokens=3)
+
+
 def test_postprocess_answer_as_seed():
     assert V.postprocess_answer(" The quality is good.</s>") == "The quality is good."
     assert V.postprocess_answer("ASSISTANT: With blur. With blur. x.") == " With blur."
