@@ -199,6 +199,12 @@ def llama_config(config: Mapping[str, Any]):
     return LlamaConfig(**kw)
 
 
+def _not_seagull_type_warning(record: logging.LogRecord) -> bool:
+    # AutoTokenizer reads config.json through the base config class, which warns that model_type
+    # "seagull" is not its own; expected here (we read config.json ourselves), so not shown.
+    return "model of type `seagull`" not in record.getMessage()
+
+
 def _default_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     if dtype is None:
@@ -299,6 +305,8 @@ class SeagullVLM(nn.Module):
         if config.get("model_type") != "seagull":
             raise ModelFileError(f"{cfg_path}: model_type is {config.get('model_type')!r}, expected 'seagull'")
         if tokenizer is None:
+            hf_log = logging.getLogger("transformers.configuration_utils")
+            hf_log.addFilter(_not_seagull_type_warning)
             try:
                 from transformers import AutoTokenizer
 
@@ -306,6 +314,8 @@ class SeagullVLM(nn.Module):
                                                           padding_side="right", use_fast=True)
             except Exception as exc:
                 raise ModelFileError(f"{folder}: no usable tokenizer ({type(exc).__name__}); pass tokenizer=") from None
+            finally:
+                hf_log.removeFilter(_not_seagull_type_warning)
         state = read_state_dict(folder)
         if tower is None and not any(k.startswith(TRUNK_PREFIXES) for k in state):
             candidate = folder / "open_clip_pytorch_model.bin"

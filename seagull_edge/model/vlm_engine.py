@@ -19,7 +19,6 @@ Found by name (``seagull_edge.runtime.engine.EXTERNAL_BACKENDS``): the runtime n
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -69,12 +68,6 @@ class VlmConfig:
     std: list[float] = field(default_factory=lambda: list(CLIP_STD))
 
 
-def _not_seagull_type_warning(record: logging.LogRecord) -> bool:
-    # AutoTokenizer reads config.json through the base config class, which warns that model_type
-    # "seagull" is not its own; expected here (the VLM reads config.json itself), so not shown.
-    return "model of type `seagull`" not in record.getMessage()
-
-
 def _max_new_tokens(folder) -> int:
     """``max_new_tokens`` of the folder's ``generation_config.json`` if it sets one, else the seed's 2048."""
     try:
@@ -96,12 +89,7 @@ class VlmEngine:
     def __init__(self, model_dir: str | os.PathLike, device: str | None = None, dtype: torch.dtype | None = None,
                  max_new_tokens: int | None = None, tokenizer=None) -> None:
         self.model_dir = resolve_model_dir(model_dir, vlm=True)
-        hf_log = logging.getLogger("transformers.configuration_utils")
-        hf_log.addFilter(_not_seagull_type_warning)
-        try:
-            self.vlm = SeagullVLM.from_pretrained(self.model_dir, tokenizer=tokenizer, device=device, dtype=dtype)
-        finally:
-            hf_log.removeFilter(_not_seagull_type_warning)
+        self.vlm = SeagullVLM.from_pretrained(self.model_dir, tokenizer=tokenizer, device=device, dtype=dtype)
         preset = self.vlm.vision.preset
         self.config = VlmConfig(name=self.model_dir.resolve().name or "seagull-7b",
                                 image_size=preset.image_size, crop_size=preset.crop_size)
