@@ -539,6 +539,41 @@ def test_padded_rows_compute_what_unpadded_forwards_do(roi_sensitive):
 
 
 @torch.inference_mode()
+def test_rows_that_fit_the_memory(tiny, tok, inputs, monkeypatch):
+    """The row budget: kv_bytes_per_row equals what a real cache of that many tokens holds; the
+    rows' caches stay within the budget (and one more would not, unless capped); answer() sizes
+    its groups with it."""
+    from transformers import LlamaConfig
+
+    emb = torch.randn(1, 37, tiny.llm.config.hidden_size)
+    cache = tiny._new_cache()
+    tiny._forward(emb, cache)
+    held = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+    assert V.kv_bytes_per_row(tiny.llm.config, 37, 4) == held
+
+    llama7b = LlamaConfig(hidden_size=4096, num_attention_heads=32, num_key_value_heads=32, num_hidden_layers=32)
+    per_row = V.kv_bytes_per_row(llama7b, 1230, 2)
+    assert 0.6e9 < per_row < 0.7e9
+    for free in (0, 10**8, 3 * 10**9, 10 * 10**9, 24 * 10**9, 80 * 10**9):
+        n = V.rows_that_fit(free, llama7b, 1230, 2, cap=16)
+        assert 1 <= n <= 16
+        if n > 1:
+            assert n * per_row <= 0.6 * free
+        if n < 16:
+            assert (n + 1) * per_row > 0.6 * free
+
+    asked, groups = [], []
+    monkeypatch.setattr(tiny, "_rows_that_fit", lambda tokens: asked.append(tokens) or 3)
+    prefill = tiny._prefill_rows
+    monkeypatch.setattr(tiny, "_prefill_rows", lambda prefix, tails: groups.append(len(tails)) or prefill(prefix, tails))
+    image, masks, crops = inputs
+    tiny.answer_tensors(image, masks, crops, max_new_tokens=2)
+    n_image_tokens = tiny.encode_image(image)[1].shape[0]
+    assert len(asked) == 1 and asked[0] > n_image_tokens  # the prefix with the image tokens, and room for more
+    assert groups == [3, 3, 3, 1]  # 2 ROIs x 3 answers + 2 x 2 scoring rows, 3 at a time
+
+
+@torch.inference_mode()
 def test_vision_precision_is_separate_from_the_llm(tok, inputs, monkeypatch):
     """Tower + MFE in their own dtype (float64 here, float16 on CUDA) hand the LLM tokens in its
     dtype; the answers equal the single-dtype model's (tokens identical, probabilities to 1e-5);

@@ -24,8 +24,8 @@ row, the rows' tails (2 ROI tokens + instruction, ~30 tokens; for the level scor
 teacher-forced answer prefix) are right-padded and prefilled together with an attention mask that
 hides the padding and position ids that continue each row's own sequence, and the answers are
 decoded greedily together, a row leaving the batch at its EOS. Groups of at most
-``max_batch_rows`` rows bound the memory (each row holds its own copy of the prefix: ~0.5 GB at
-7B and 1100 tokens in bf16). Token ids are exactly the seed's; only the order of float
+``max_batch_rows`` rows (on CUDA fewer when the free memory is short: :func:`rows_that_fit`)
+bound the memory; each row holds its own copy of the prefix, ~0.6 GB at 7B and 1100 tokens in bf16. Token ids are exactly the seed's; only the order of float
 operations differs from one full prefill per answer.
 
 Precision: the LLM and projector run in ``dtype`` (bf16 on CUDA, as released); the tower and MFE
@@ -96,7 +96,7 @@ LEVEL_WORDS: dict[str, tuple[str, ...]] = {"quality": vocab.QUALITY_LEVELS, "imp
 
 IMAGE_LEVEL = LEVEL_NAMES.index("res4")  # the tower level the LLM sees (notes 1.3)
 DEFAULT_MAX_NEW_TOKENS = 2048  # the seed's
-DEFAULT_MAX_BATCH_ROWS = 16  # (ROI, instruction) rows decoded together; ~8 GB of prefix cache at 7B
+DEFAULT_MAX_BATCH_ROWS = 16  # (ROI, instruction) rows decoded together at most; fewer if memory is short
 
 
 def render_prompt(task: str) -> str:
@@ -585,8 +585,9 @@ class SeagullVLM(nn.Module):
         """:meth:`answer_tensors` after :meth:`encode_image`: ``encoded`` = (feats, image tokens),
         so an image encoded once answers any number of ROI batches (the ``vlm`` backend).
 
-        ``max_batch_rows``: (ROI, instruction) rows prefilled and decoded together (default
-        :attr:`max_batch_rows`); 1 answers them one after the other.
+        ``max_batch_rows``: (ROI, instruction) rows prefilled and decoded together; default
+        :attr:`max_batch_rows`, on CUDA lowered to what the free memory holds
+        (:func:`rows_that_fit`); 1 answers them one after the other.
         """
         feats, image_tokens = encoded
         g, loc = self.roi_tokens(feats, masks, crops)
@@ -608,7 +609,12 @@ class SeagullVLM(nn.Module):
             if boxes is not None:
                 item["bbox"] = list(boxes[q])
             results.append(item)
-        step = max(1, max_batch_rows or self.max_batch_rows)
+        if max_batch_rows is None:
+            # room for the tail, the answer prefix and a typical answer on top of the prefix
+            tokens = (prefix.get_seq_length() or image_tokens.shape[0] + len(entries[tasks[0]]["prompt"])) + 128
+            step = self._rows_that_fit(tokens)
+        else:
+            step = max(1, max_batch_rows)
         for start in range(0, len(rows), step):
             group = rows[start:start + step]
             tails = []
@@ -637,6 +643,13 @@ class SeagullVLM(nn.Module):
                 results[q]["generated"][t] = text
                 results[q]["answers"][t] = postprocess_answer(text)
         return results
+
+    def _rows_that_fit(self, tokens: int) -> int:
+        """:attr:`max_batch_rows`, or on CUDA fewer if the free memory cannot hold that many rows."""
+        if self.device.type != "cuda":
+            return self.max_batch_rows
+        free, _total = torch.cuda.mem_get_info(self.device)
+        return rows_that_fit(free, self.llm.config, tokens, torch.finfo(self.dtype).bits // 8, self.max_batch_rows)
 
     def _shared_head(self, entries: Mapping[str, Mapping[str, Any]]) -> list[int]:
         """The prompt ids before ``<global>``, when they are the same for every task (else [])."""
@@ -714,6 +727,23 @@ class SeagullVLM(nn.Module):
             positions = positions + 1
             logits = head(hidden[:, -1])
         return out
+
+
+def kv_bytes_per_row(config, tokens: int, itemsize: int) -> int:
+    """Bytes of KV cache one row of ``tokens`` holds: K and V for every layer and KV head."""
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 2 * config.num_hidden_layers * heads * head_dim * tokens * itemsize
+
+
+def rows_that_fit(free_bytes: int, config, tokens: int, itemsize: int, cap: int = DEFAULT_MAX_BATCH_ROWS,
+                  fraction: float = 0.6) -> int:
+    """How many (ROI, instruction) rows of ``tokens`` cached tokens to batch with ``free_bytes`` of
+    device memory: their KV caches within ``fraction`` of it (the rest for activations and the
+    allocator), at least 1, at most ``cap``. SEAGULL-7B in bf16 at ~1230 tokens: ~0.65 GB a row,
+    so a 24 GB card with ~10 GB free after the weights batches 9 rows."""
+    per_row = kv_bytes_per_row(config, tokens, itemsize)
+    return max(1, min(cap, int(free_bytes * fraction) // per_row))
 
 
 def build_vlm(config: Mapping[str, Any] | str | Path, preset: str | Preset | None = None, tokenizer=None,
