@@ -112,8 +112,10 @@ class _InputBuffers:
     """The assessor graph's ``masks`` [Q,S,S] and ``crops`` [Q,3,C,C], kept and grown on demand.
 
     Filled with the same numbers as :func:`imops.preprocess_masks` / :func:`imops.preprocess_crops`
-    but without their per-call temporaries: 6.9-7.9 ms instead of 7.9-9.4 ms p50 for 4 ROIs of a
-    640x480 frame on a 2-core CPU (benchmarks/bench_pipeline.py), a small gain, no loss.
+    (bit for bit: the same float32 operations in the same order) but without their per-call
+    temporaries, and normalising each crop channel by channel straight into its [C,C] plane:
+    writing an [C,C,3] crop through a transposed view was most of the cost (32 box ROIs of a
+    640x480 frame at C = 256, 2-core CPU: 58.6 ms before, see benchmarks/RESULTS.md for after).
     """
 
     def __init__(self, image_size: int, crop_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
@@ -123,7 +125,6 @@ class _InputBuffers:
         self.scale = np.float32(1.0 / 255.0)
         self._masks = np.empty((0, image_size, image_size), np.float32)
         self._crops = np.empty((0, 3, crop_size, crop_size), np.float32)
-        self._hwc = np.empty((crop_size, crop_size, 3), np.float32)
 
     def _room(self, q: int) -> None:
         if q > self._masks.shape[0]:
@@ -136,15 +137,16 @@ class _InputBuffers:
         """Views of the first Q rows, valid until the next call."""
         q = len(masks)
         self._room(q)
-        out_m, out_c, hwc = self._masks[:q], self._crops[:q], self._hwc
+        out_m, out_c = self._masks[:q], self._crops[:q]
         for i, (m, (x, y, w, h)) in enumerate(zip(masks, boxes)):
             # bool -> uint8 is a view; nearest picks the same pixels for any dtype.
             out_m[i] = cv2.resize(np.ascontiguousarray(m).view(np.uint8), (self.s, self.s), interpolation=cv2.INTER_NEAREST)
             crop = imops.resize(rgb[y:y + h, x:x + w].astype(np.float32), self.c, self.c)
-            np.multiply(crop, self.scale, out=hwc)
-            np.subtract(hwc, self.mean, out=hwc)
-            np.divide(hwc, self.std, out=hwc)
-            out_c[i] = hwc.transpose(2, 0, 1)
+            for k, channel in enumerate(cv2.split(crop)):  # contiguous [C,C] planes
+                plane = out_c[i, k]
+                np.multiply(channel, self.scale, out=plane)
+                np.subtract(plane, self.mean[k], out=plane)
+                np.divide(plane, self.std[k], out=plane)
         return out_m, out_c
 
 
