@@ -32,7 +32,7 @@ class Roi:
 
     @property
     def area(self) -> int:
-        return int(self.mask.sum())
+        return int(np.count_nonzero(self.mask))  # not mask.sum(): that widens every pixel to int first
 
 
 # ------------------------------------------------------------------------- text parsing
