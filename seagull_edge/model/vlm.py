@@ -238,10 +238,8 @@ class SeagullVLM(nn.Module):
         self.max_batch_rows = DEFAULT_MAX_BATCH_ROWS
         self._ids_cache: dict[str, Any] = {}
         # transformers 5 calls the cache argument ``cache``, 4.x ``past_key_values``
-        self._cache_kw = "cache" if "cache" in inspect.signature(llm.forward).parameters else "past_key_values"
-        decoder = llm.get_decoder()
-        self._decoder_cache_kw = ("cache" if "cache" in inspect.signature(decoder.forward).parameters
-                                  else "past_key_values")
+        params = inspect.signature(llm.get_decoder().forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
         if tokenizer is not None:
             self.set_tokenizer(tokenizer)
 
@@ -457,10 +455,10 @@ class SeagullVLM(nn.Module):
         flush()
         return torch.cat(pieces)[None], layout
 
-    def _forward(self, embeds: torch.Tensor, cache, logits_to_keep: int = 1):
-        """One LLM call on [1,L,D] on top of ``cache`` (a DynamicCache, updated in place) -> logits [1,k,V]."""
-        out = self.llm(inputs_embeds=embeds, use_cache=True, logits_to_keep=logits_to_keep, **{self._cache_kw: cache})
-        return out.logits
+    def _forward(self, embeds: torch.Tensor, cache) -> torch.Tensor:
+        """One LLM call on [B,L,D] on top of ``cache`` (a DynamicCache, updated in place) -> logits [B,1,V]
+        at the last position."""
+        return self.llm.get_output_embeddings()(self._decoder(embeds, cache)[:, -1:])
 
     def _new_cache(self):
         from transformers import DynamicCache
@@ -596,13 +594,18 @@ class SeagullVLM(nn.Module):
         prefix = self._new_cache()
         if head:
             head_emb, _ = self.embed(head, image_tokens, None)
-            self._forward(head_emb, prefix)
+            self._decoder(head_emb, prefix)  # only its cache is needed
         emb = self.llm.get_input_embeddings()
 
         # One row per (ROI, task) to decode and one per (ROI, level task) to score: the scoring
         # row's tail ends with the teacher-forced answer prefix ("The quality is").
         rows: list[tuple[int, str, bool]] = [(q, t, False) for q in range(g.shape[0]) for t in entries]
         rows += [(q, t, True) for q in range(g.shape[0]) for t in entries if t in LEVEL_WORDS]
+        answer_prefixes = {t: emb(torch.tensor(e["answer_prefix"], dtype=torch.long, device=self.device)).to(self.dtype)
+                           for t, e in entries.items() if t in LEVEL_WORDS}
+        # (ROI, task) -> its prompt after the shared prefix [L,D], embedded once for both of its rows
+        prompt_tails = {(q, t): self.embed(e["prompt"][len(head):], image_tokens, (g[q], loc[q]))[0][0]
+                        for q in range(g.shape[0]) for t, e in entries.items()}
         results: list[dict[str, Any]] = []
         for q in range(g.shape[0]):
             item: dict[str, Any] = {"answers": {}, "generated": {}, "token_ids": {}}
@@ -617,13 +620,8 @@ class SeagullVLM(nn.Module):
             step = max(1, max_batch_rows)
         for start in range(0, len(rows), step):
             group = rows[start:start + step]
-            tails = []
-            for q, t, score in group:
-                tail, _ = self.embed(entries[t]["prompt"][len(head):], image_tokens, (g[q], loc[q]))
-                if score:
-                    pre = torch.tensor(entries[t]["answer_prefix"], dtype=torch.long, device=self.device)
-                    tail = torch.cat([tail, emb(pre)[None].to(self.dtype)], dim=1)
-                tails.append(tail[0])
+            tails = [torch.cat([prompt_tails[q, t], answer_prefixes[t]]) if score else prompt_tails[q, t]
+                     for q, t, score in group]
             cache, logits, mask, positions = self._prefill_rows(prefix, tails)
             decode = [i for i, (_q, _t, score) in enumerate(group) if not score]
             for i, (q, t, score) in enumerate(group):
@@ -663,11 +661,12 @@ class SeagullVLM(nn.Module):
             return []  # tokenizer-dependent: no shared prefix; each row prefills in full
         return heads[0]
 
-    def _decoder(self, embeds: torch.Tensor, cache, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """The LLM body on [n,T,D] with a 2-D padding ``mask`` [n, cached + T] and ``positions``
-        [n,T] -> last hidden states [n,T,D] (the cache grows by T slots)."""
+    def _decoder(self, embeds: torch.Tensor, cache, mask: torch.Tensor | None = None,
+                 positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The LLM body on [n,T,D], optionally with a 2-D padding ``mask`` [n, cached + T] and
+        ``positions`` [n,T] -> last hidden states [n,T,D] (the cache grows by T slots)."""
         out = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                                     use_cache=True, **{self._decoder_cache_kw: cache})
+                                     use_cache=True, **{self._cache_kw: cache})
         return out.last_hidden_state
 
     def _prefill_rows(self, prefix, tails: Sequence[torch.Tensor]):
