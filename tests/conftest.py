@@ -73,3 +73,15 @@ def kcache(tmp_path_factory):
         os.environ.pop("SEAGULL_EDGE_CACHE", None)
     else:
         os.environ["SEAGULL_EDGE_CACHE"] = old
+
+
+def heavy_modules_imported(code: str, roots: tuple[str, ...] = ("torch", "torchvision", "timm")) -> list[str]:
+    """Run ``code`` in a fresh interpreter and return the modules under ``roots`` it left loaded
+    (the lean-runtime check: the runtime must not import torch)."""
+    import subprocess
+    import sys
+
+    probe = f"{code}\nimport sys\nprint(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {roots!r})))\n"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [m for m in out.stdout.strip().split(",") if m]

@@ -268,25 +268,20 @@ def check_parse_point(value):
     expect_result_or_input_error(prompts.parse_point, value)
 
 
-def check_box_to_roi(args):
-    box, w, h = args
-    r = expect_result_or_input_error(prompts.box_to_roi, box, w, h)
-    if isinstance(r, prompts.Roi):
-        assert r.mask.shape == (h, w) and r.mask.any()
+def check_roi_builder(build):
+    """A check for prompts.box_to_roi / point_to_roi / rle_to_roi: (prompt, w, h) -> a non-empty
+    [h, w] mask, or one SeagullInputError."""
+    def check(args):
+        prompt, w, h = args
+        r = expect_result_or_input_error(build, prompt, w, h)
+        if isinstance(r, prompts.Roi):
+            assert r.mask.shape == (h, w) and r.mask.any()
+    return check
 
 
-def check_point_to_roi(args):
-    point, w, h = args
-    r = expect_result_or_input_error(prompts.point_to_roi, point, w, h)
-    if isinstance(r, prompts.Roi):
-        assert r.mask.shape == (h, w) and r.mask.any()
-
-
-def check_rle_to_roi(args):
-    rle, w, h = args
-    r = expect_result_or_input_error(prompts.rle_to_roi, rle, w, h)
-    if isinstance(r, prompts.Roi):
-        assert r.mask.shape == (h, w) and r.mask.any()
+check_box_to_roi = check_roi_builder(prompts.box_to_roi)
+check_point_to_roi = check_roi_builder(prompts.point_to_roi)
+check_rle_to_roi = check_roi_builder(prompts.rle_to_roi)
 
 
 def check_load_mask_png(args):
