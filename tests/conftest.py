@@ -15,6 +15,14 @@ EXAMPLES = ROOT / "examples"
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+def seed_shaped_small():
+    """The seed's design (ConvNeXt tower, CLIP normalisation, the seed's local branch) at a small
+    size: stands in for seagull-7b where a test needs the released key layout, not its size."""
+    from seagull_edge.model.seagull import get_preset
+
+    return get_preset("seed-atto")
+
+
 @pytest.fixture(scope="session")
 def example_image() -> Path:
     return EXAMPLES / "chelsea.jpg"

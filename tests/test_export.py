@@ -58,7 +58,7 @@ def test_onnxruntime_equals_torch(exported, num_rois):
         want = model.assess(feats_t, masks[None], crops[None])
     feats = enc.run(None, {"image": image.numpy()})
     for f, t in zip(feats, feats_t):
-        np.testing.assert_allclose(f, t.numpy(), atol=ATOL)
+        np.testing.assert_allclose(f, t.numpy(), atol=ATOL, rtol=1e-4)  # deep random-BN features reach ~10
     got = asr.run(None, {**{f"feat{i}": f for i, f in enumerate(feats)}, "masks": masks.numpy(), "crops": crops.numpy()})
     for name, g in zip(ASSESSOR_OUTPUTS, got):
         w = want[name][0].numpy()

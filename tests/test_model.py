@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import seed_shaped_small
 
 from seagull_edge.errors import ModelFileError
 from seagull_edge.model import build_model, get_preset, list_presets
@@ -98,7 +99,7 @@ def _as_released(model) -> dict[str, torch.Tensor]:
 def test_sharded_released_checkpoint_loads_tower_and_mfe(tmp_path):
     """The released layout (sharded .bin + index) loads, with weights_only, into a fresh model."""
     torch.manual_seed(1)
-    src = build_model("edge-fast")
+    src = build_model(seed_shaped_small())
     state = _as_released(src)
     keys = sorted(state)
     shards = {"pytorch_model-00001-of-00002.bin": keys[: len(keys) // 2],
@@ -110,7 +111,7 @@ def test_sharded_released_checkpoint_loads_tower_and_mfe(tmp_path):
     (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
 
     torch.manual_seed(2)
-    dst = build_model("edge-fast")
+    dst = build_model(seed_shaped_small())
     report = load_seagull_7b(dst, tmp_path)
     assert report.dropped and all("head.norm" in k for k in report.dropped)
     assert report.missing == [f"heads.{k}" for k in dst.heads.state_dict()]
@@ -121,12 +122,12 @@ def test_sharded_released_checkpoint_loads_tower_and_mfe(tmp_path):
 
 def test_open_clip_file_loads_into_the_tower(tmp_path):
     torch.manual_seed(3)
-    src = build_model("edge-fast")
+    src = build_model(seed_shaped_small())
     state = {k.replace("model.vision_tower.vision_tower.", ""): v for k, v in _as_released(src).items()
              if "vision_tower" in k}
     state["visual.head.mlp.fc1.weight"] = torch.zeros(2, 2)  # CLIP's projection: not ours
     torch.save(state, tmp_path / "open_clip_pytorch_model.bin")
-    dst = build_model("edge-fast")
+    dst = build_model(seed_shaped_small())
     load_tower_weights(dst, tmp_path / "open_clip_pytorch_model.bin")
     assert all(torch.equal(src.tower.state_dict()[k], v) for k, v in dst.tower.state_dict().items())
 

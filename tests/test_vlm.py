@@ -61,7 +61,7 @@ def _config(vocab_size: int, **kw) -> dict:
     cfg = dict(model_type="seagull", architectures=["OspreyLlamaForCausalLM"], vocab_size=vocab_size,
                hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                num_key_value_heads=4, max_position_embeddings=1024, rms_norm_eps=1e-6, bos_token_id=1,
-               eos_token_id=2, pad_token_id=0, mm_projector_type="mlp2x_gelu", seagull_edge_preset="edge-fast")
+               eos_token_id=2, pad_token_id=0, mm_projector_type="mlp2x_gelu", seagull_edge_preset="seed-atto")
     cfg.update(kw)
     return cfg
 

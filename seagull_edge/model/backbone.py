@@ -1,31 +1,57 @@
-"""The vision tower: a timm ConvNeXt returning its four stage outputs (SEAGULL's res2..res5)."""
+"""The vision tower: a timm model returning its last four feature levels (SEAGULL's res2..res5).
+
+The seed's tower is OpenCLIP's ConvNeXt-Large (``seagull-7b`` preset); the edge presets use an
+ImageNet-pretrained EfficientNet-Lite (:mod:`seagull_edge.model.pretrained`) with fixed quality
+filters (:class:`~seagull_edge.model.texture.TextureMaps`) appended to the first level.
+"""
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import timm
 import torch
 from torch import nn
 
+from seagull_edge.model.texture import NUM_CHANNELS, TextureMaps
 
-class ConvNeXtTower(nn.Module):
-    """timm ConvNeXt with ``features_only=True``: image [B,3,S,S] -> 4 maps [B,C_l,S/r_l,S/r_l].
 
-    r_l = 4, 8, 16, 32. The parameter names are timm's feature-extraction names (``stem_0``,
-    ``stages_0.*``); :mod:`seagull_edge.model.checkpoint` maps open_clip's ``visual.trunk.*``
-    onto them.
+class Tower(nn.Module):
+    """timm ``features_only`` body: image [B,3,S,S] -> 4 maps [B,C_l,S/r_l,S/r_l], r_l = 4, 8, 16, 32.
+
+    The parameter names are timm's feature-extraction names under ``body.`` (``body.stem_0``,
+    ``body.stages_0.*`` for ConvNeXt); :mod:`seagull_edge.model.checkpoint` maps open_clip's
+    ``visual.trunk.*`` onto them.
+
+    Args:
+        timm_name: the timm architecture.
+        img_size: S, a multiple of 32.
+        texture: (mean, std) of the input normalisation to append :class:`TextureMaps` channels
+            to the first level (``channels[0]`` then counts them), or None.
     """
 
-    def __init__(self, timm_name: str, img_size: int, pretrained: bool = False) -> None:
+    def __init__(self, timm_name: str, img_size: int,
+                 texture: tuple[Sequence[float], Sequence[float]] | None = None) -> None:
         super().__init__()
         self.timm_name = timm_name
         self.img_size = img_size
-        self.body = timm.create_model(timm_name, pretrained=pretrained, features_only=True,
-                                      out_indices=(0, 1, 2, 3))
+        probe = timm.create_model(timm_name, pretrained=False, features_only=True)
+        last_four = tuple(range(len(probe.feature_info))[-4:])  # the levels at strides 4..32
+        del probe
+        self.body = timm.create_model(timm_name, pretrained=False, features_only=True, out_indices=last_four)
         self.channels: list[int] = list(self.body.feature_info.channels())
         self.reductions: list[int] = list(self.body.feature_info.reduction())
+        if self.reductions != [4, 8, 16, 32]:
+            raise ValueError(f"{timm_name}: levels at strides {self.reductions}, expected 4, 8, 16, 32")
         if img_size % self.reductions[-1]:
             raise ValueError(f"img_size {img_size} must be a multiple of {self.reductions[-1]}")
         self.sizes: list[int] = [img_size // r for r in self.reductions]
+        self.texture = TextureMaps(*texture, stride=self.reductions[0]) if texture is not None else None
+        if self.texture is not None:
+            self.channels[0] += NUM_CHANNELS
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
-        return list(self.body(image))
+        feats = list(self.body(image))
+        if self.texture is not None:
+            feats[0] = torch.cat((feats[0], self.texture(image).to(feats[0].dtype)), dim=1)
+        return feats

@@ -23,12 +23,15 @@ def mask_pool(feat: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """The seed's ``MaskPooling``: feat [B,C,H,W], masks [B,Q,Hm,Wm] -> pooled [B,Q,C].
 
     The mask is resized bilinearly (align_corners=False) to H x W if its size differs,
-    binarised with ``> 0`` and divided by its sum + 1e-8 (an empty mask pools to zeros).
+    binarised with ``> 0`` and divided by its pixel count (an empty mask pools to zeros).
+    The seed divides by ``sum + 1e-8``; a binary mask's sum is 0 or >= 1, so dividing by
+    ``max(sum, 1)`` gives the same numbers, and unlike ``+ 1e-8`` (which is 0 in float16) it
+    never divides zero by zero.
     """
     if feat.shape[-2:] != masks.shape[-2:]:
         masks = F.interpolate(masks, size=feat.shape[-2:], mode="bilinear", align_corners=False)
     masks = (masks > 0).to(feat.dtype)
-    denom = masks.sum(dim=(-1, -2), keepdim=True) + 1e-8
+    denom = masks.sum(dim=(-1, -2), keepdim=True).clamp_min(1.0)
     return torch.einsum("bchw,bqhw->bqc", feat, masks / denom)
 
 
@@ -61,8 +64,10 @@ class Attention(nn.Module):
         q = self._separate_heads(self.q_proj(q))
         k = self._separate_heads(self.k_proj(k))
         v = self._separate_heads(self.v_proj(v))
-        attn = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
-        out = torch.softmax(attn, dim=-1) @ v
+        # Scores and softmax in float32: q.k grows during training and overflows float16
+        # (65504) long before it means anything; in float32 this is the same computation.
+        attn = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        out = torch.softmax(attn, dim=-1).to(v.dtype) @ v
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
 
@@ -123,6 +128,46 @@ class CrossAttention(nn.Module):
         return queries + self.mlp(queries)
 
 
+class LocalTextureBranch(nn.Module):
+    """The edge presets' local branch: the ROI crop at its own resolution -> a texture token.
+
+    The seed's local branch (two 1x1 convs, each followed by 4x4 average pooling) reduces the
+    crop to a colour thumbnail before anything is learned, so noise, blur and compression are
+    gone. Here the crop keeps its texture: fixed quality filters (:class:`TextureMaps`) and a
+    small BatchNorm CNN that trains fast from scratch, each summarised by the mean and the
+    spread of every channel over the crop, then an MLP.
+
+    crops [N,3,C,C] -> tokens [N,out_dim].
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], out_dim: int, hidden: int,
+                 widths: Sequence[int] = (16, 32, 64)) -> None:
+        super().__init__()
+        from seagull_edge.model.texture import NUM_CHANNELS, TextureMaps
+
+        self.filters = TextureMaps(mean, std, stride=4)
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c in widths:  # stride 2 each: C/8 at the end
+            layers += [nn.Conv2d(c_in, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            c_in = c
+        self.cnn = nn.Sequential(*layers)
+        stats = 2 * (NUM_CHANNELS + widths[-1])
+        self.mlp = MLP(stats, hidden, out_dim, 3)
+
+    @staticmethod
+    def _mean_spread(x: torch.Tensor) -> torch.Tensor:
+        """[N,C,H,W] -> [N,2C]: each channel's spatial mean and standard deviation."""
+        x = x.float().flatten(2)
+        mean = x.mean(-1)
+        spread = torch.sqrt(((x - mean[..., None]) ** 2).mean(-1) + 1e-6)  # + 1e-6: finite gradient
+        return torch.cat((mean, spread), dim=-1)
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        stats = torch.cat((self._mean_spread(self.filters(crops)), self._mean_spread(self.cnn(crops))), dim=-1)
+        return self.mlp(stats.to(crops.dtype))
+
+
 class MaskExtractor(nn.Module):
     """The MFE: four feature levels + ROI masks + ROI crops -> a global and a local token per ROI.
 
@@ -133,6 +178,9 @@ class MaskExtractor(nn.Module):
         embed_dim, out_dim, num_heads, mlp_dim, downsample_rate: as the seed's constructor.
         local_hidden: hidden width of the local MLP (512 in the seed).
         with_mask_linear: keep the seed's unused ``mask_linear`` (only to load seed weights).
+        local_branch: ``"seed"`` (the seed's ``global_vit`` + ``sa`` + ``mlp``, needed to load
+            its weights) or ``"texture"`` (:class:`LocalTextureBranch`, the edge presets').
+        crop_norm: (mean, std) of the crops' normalisation, for the ``"texture"`` branch.
     """
 
     def __init__(
@@ -148,6 +196,8 @@ class MaskExtractor(nn.Module):
         local_hidden: int = 512,
         with_mask_linear: bool = True,
         mask_shape: int = 112,
+        local_branch: str = "seed",
+        crop_norm: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
         if crop_size % 16:
@@ -164,13 +214,21 @@ class MaskExtractor(nn.Module):
             setattr(self, name, nn.Linear(c, embed_dim))  # pooled ROI feature -> query
             setattr(self, f"g_{name}", nn.Linear(s * s, embed_dim))  # one channel's map -> token
         self.final_mlp = nn.Linear(2 * out_dim, out_dim)
-        self.global_vit = nn.Sequential(
-            nn.Conv2d(3, 5, 1), nn.GELU(), nn.AvgPool2d(4, 4),
-            nn.Conv2d(5, 1, 1), nn.GELU(), nn.AvgPool2d(4, 4),
-        )
-        local_dim = self.local_size * self.local_size
-        self.sa = Attention(local_dim, num_heads)
-        self.mlp = MLP(local_dim, local_hidden, out_dim, 3)
+        self.local_branch = local_branch
+        if local_branch == "texture":
+            if crop_norm is None:
+                raise ValueError("the texture local branch needs crop_norm=(mean, std)")
+            self.local = LocalTextureBranch(*crop_norm, out_dim=out_dim, hidden=local_hidden)
+        elif local_branch == "seed":
+            self.global_vit = nn.Sequential(
+                nn.Conv2d(3, 5, 1), nn.GELU(), nn.AvgPool2d(4, 4),
+                nn.Conv2d(5, 1, 1), nn.GELU(), nn.AvgPool2d(4, 4),
+            )
+            local_dim = self.local_size * self.local_size
+            self.sa = Attention(local_dim, num_heads)
+            self.mlp = MLP(local_dim, local_hidden, out_dim, 3)
+        else:
+            raise ValueError(f"local_branch must be 'seed' or 'texture', got {local_branch!r}")
 
     def forward(
         self,
@@ -203,6 +261,8 @@ class MaskExtractor(nn.Module):
         )
 
         b, q = crops.shape[:2]
+        if self.local_branch == "texture":
+            return global_token, self.local(crops.flatten(0, 1)).reshape(b, q, -1)
         local = self.global_vit(crops.flatten(0, 1))  # [B*Q,1,C/16,C/16]
         local = local.reshape(b * q, 1, self.local_size * self.local_size)
         local = self.mlp(self.sa(local, local, local).squeeze(1)).reshape(b, q, -1)

@@ -14,9 +14,14 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from seagull_edge.model.backbone import ConvNeXtTower
+from seagull_edge.model.backbone import Tower
 from seagull_edge.model.heads import AnswerHeads
 from seagull_edge.model.mask_extractor import MaskExtractor, pool_levels
+from seagull_edge.runtime.config import CLIP_MEAN, CLIP_STD
+
+#: EfficientNet-Lite's (TensorFlow's) input scaling: pixels to [-1, 1].
+LITE_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
+LITE_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,11 @@ class Preset:
     head_hidden: int
     with_mask_linear: bool
     description: str
+    mean: tuple[float, float, float] = CLIP_MEAN  # pixel normalisation of image and crops
+    std: tuple[float, float, float] = CLIP_STD
+    pretrained: str = ""  # a tower in model.pretrained.PRETRAINED that training starts from
+    texture: bool = False  # append TextureMaps channels to the tower's first level
+    local_branch: str = "seed"  # "seed" | "texture" (MaskExtractor)
 
 
 PRESETS: dict[str, Preset] = {}
@@ -55,17 +65,30 @@ register_preset(Preset(
                 "(loads the released weights); answer heads instead of the LLM.",
 ))
 register_preset(Preset(
-    name="edge-default", timm_name="convnext_atto", image_size=384, crop_size=256,
+    name="edge-default", timm_name="tf_efficientnet_lite0", image_size=384, crop_size=128,
     embed_dim=192, out_dim=384, num_heads=8, mlp_dim=384, local_hidden=256, head_hidden=256,
-    with_mask_linear=False,
-    description="The shipped default: ConvNeXt-Atto at 384, a narrow MFE, 256 px crops. "
-                "Sized for a Jetson Orin Nano and a 2-core CPU.",
+    with_mask_linear=False, mean=LITE_MEAN, std=LITE_STD, pretrained="efficientnet-lite0",
+    texture=True, local_branch="texture",
+    description="The shipped default: ImageNet EfficientNet-Lite0 at 384 (frozen in training, as "
+                "SEAGULL freezes its tower) with fixed quality filters, a narrow MFE, and a "
+                "texture branch over 128 px crops. Sized for a Jetson Orin Nano and a 2-core CPU.",
 ))
 register_preset(Preset(
-    name="edge-fast", timm_name="convnext_atto", image_size=256, crop_size=128,
+    name="edge-fast", timm_name="tf_efficientnet_lite0", image_size=256, crop_size=96,
+    embed_dim=128, out_dim=256, num_heads=8, mlp_dim=256, local_hidden=128, head_hidden=128,
+    with_mask_linear=False, mean=LITE_MEAN, std=LITE_STD, pretrained="efficientnet-lite0",
+    texture=True, local_branch="texture",
+    description="The smallest: edge-default's design at 256 with 96 px crops; for many ROIs per frame.",
+))
+
+
+register_preset(Preset(
+    name="seed-atto", timm_name="convnext_atto", image_size=256, crop_size=128,
     embed_dim=128, out_dim=256, num_heads=8, mlp_dim=256, local_hidden=128, head_hidden=128,
     with_mask_linear=False,
-    description="The smallest: ConvNeXt-Atto at 256, 128 px crops; for many ROIs per frame.",
+    description="The seed's design (ConvNeXt tower, CLIP normalisation, the seed's local branch, "
+                "released key layout) at ConvNeXt-Atto size: small SEAGULL-layout checkpoints for "
+                "tests and experiments. Not trained; it learns poorly from scratch (MODEL_CARD.md).",
 ))
 
 
@@ -91,7 +114,8 @@ class SeagullEdge(nn.Module):
     def __init__(self, preset: Preset) -> None:
         super().__init__()
         self.preset = preset
-        self.tower = ConvNeXtTower(preset.timm_name, preset.image_size)
+        self.tower = Tower(preset.timm_name, preset.image_size,
+                           texture=(preset.mean, preset.std) if preset.texture else None)
         self.mask_extractor = MaskExtractor(
             level_channels=self.tower.channels,
             level_sizes=self.tower.sizes,
@@ -102,6 +126,8 @@ class SeagullEdge(nn.Module):
             mlp_dim=preset.mlp_dim,
             local_hidden=preset.local_hidden,
             with_mask_linear=preset.with_mask_linear,
+            local_branch=preset.local_branch,
+            crop_norm=(preset.mean, preset.std),
         )
         self.heads = AnswerHeads(preset.out_dim, preset.head_hidden)
         self.roi_pool = "stock"
@@ -132,25 +158,42 @@ class SeagullEdge(nn.Module):
     def roi_tokens(self, feats: Sequence[torch.Tensor], masks: torch.Tensor,
                    crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The MFE with this model's :attr:`roi_pool`: feats from :meth:`encode`, masks
-        [B,Q,S,S], crops [B,Q,3,C,C] -> global tokens [B,Q,D], local tokens [B,Q,D]."""
+        [B,Q,S,S] (float, or uint8/bool 0/1), crops [B,Q,3,C,C] -> global tokens [B,Q,D], local
+        tokens [B,Q,D]."""
+        if not masks.is_floating_point():
+            masks = masks.to(crops.dtype)
         return self.mask_extractor(feats, masks, crops, pool=self._pool_levels())
 
     def assess(self, feats: Sequence[torch.Tensor], masks: torch.Tensor, crops: torch.Tensor) -> dict[str, torch.Tensor]:
         """feats from :meth:`encode`, masks [B,Q,S,S], crops [B,Q,3,C,C] -> logits [B,Q,...]."""
         return self.heads(*self.roi_tokens(feats, masks, crops))
 
-    def forward(self, image: torch.Tensor, masks: torch.Tensor, crops: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.assess(self.encode(image), masks, crops)
+    def forward(self, image: torch.Tensor | Sequence[torch.Tensor], masks: torch.Tensor,
+                crops: torch.Tensor) -> dict[str, torch.Tensor]:
+        """image [B,3,S,S], or its four feature maps already encoded (a frozen tower's cache)."""
+        feats = list(image) if isinstance(image, (list, tuple)) else self.encode(image)
+        return self.assess(feats, masks, crops)
 
     def config_dict(self) -> dict:
         return asdict(self.preset)
 
 
 def build_model(preset: str | Preset = "edge-default", checkpoint: str | None = None,
-                roi_pool: str = "stock") -> SeagullEdge:
-    """Build a model from a preset name; optionally load our safetensors checkpoint into it."""
+                roi_pool: str = "stock", pretrained: bool = False) -> SeagullEdge:
+    """Build a model from a preset name; optionally load our safetensors checkpoint into it.
+
+    ``pretrained``: start the tower from the preset's pretrained weights (training does; a
+    checkpoint or an exported model folder already holds every weight)."""
     model = SeagullEdge(get_preset(preset) if isinstance(preset, str) else preset)
     model.roi_pool = roi_pool
+    if pretrained and model.preset.pretrained:
+        from seagull_edge.model.checkpoint import load_strict
+        from seagull_edge.model.pretrained import load_pretrained
+
+        own = model.tower.body.state_dict()
+        state = {k: v for k, v in load_pretrained(model.preset.pretrained).items() if k in own}
+        state.update({k: v for k, v in own.items() if k.endswith("num_batches_tracked")})
+        load_strict(model.tower.body, state, f"pretrained {model.preset.pretrained}")
     if checkpoint is not None:
         from seagull_edge.model.checkpoint import load_checkpoint
 

@@ -66,6 +66,7 @@ class VlmConfig:
     crop_size: int
     mean: list[float] = field(default_factory=lambda: list(CLIP_MEAN))
     std: list[float] = field(default_factory=lambda: list(CLIP_STD))
+    distortion_thresholds: dict[str, float] = field(default_factory=dict)  # unused: the VLM answers in words
 
 
 def _max_new_tokens(folder) -> int:
