@@ -66,17 +66,27 @@ class SynthDataset(torch.utils.data.Dataset):
     """One item = one image with ``rois`` ROIs (resampled to exactly that many; repeats are
     marked ``valid = False`` and carry no loss).
 
-    Item tensors: image [3,S,S], masks [Q,S,S], crops [Q,3,C,C], valid [Q] bool,
+    Item tensors: image [3,S,S], masks [Q,S,S] uint8 (0/1: a quarter of float32's bytes through
+    the loader; the training loop casts them), crops [Q,3,C,C], valid [Q] bool,
     quality_soft [Q,5], importance_soft [Q,5], quality [Q] (HaarPSI), importance [Q],
-    types [Q,6] (0/1), severity [Q,6] (level index, -1 where the type is absent).
+    types [Q,6] (0/1), severity [Q,6] (level index, -1 where the type is absent),
+    types_known [Q] bool: False where a distorted region covers part of the ROI but too little to
+    label it (``partial_cover`` >= ``ambiguous_cover``): such a "clean" label is unreliable, so
+    the ROI carries no types loss.
+
+    ``mean``, ``std``: the model's pixel normalisation (its preset's).
     """
 
     def __init__(self, root: str | Path, image_size: int, crop_size: int, rois: int = 6,
-                 splits: Sequence[str] | None = None, seed: int = 0) -> None:
+                 splits: Sequence[str] | None = None, seed: int = 0,
+                 mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD,
+                 ambiguous_cover: float = 0.1) -> None:
         self.root = Path(root)
         self.records = read_manifests(self.root, splits)
         self.image_size = image_size
         self.crop_size = crop_size
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.ambiguous_cover = ambiguous_cover
         self.rois = rois
         self.seed = seed
         self.epoch = 0
@@ -84,7 +94,17 @@ class SynthDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def image_tensor(self, i: int) -> torch.Tensor:
+        """Sample i's preprocessed image [3,S,S] (what the tower sees)."""
+        rgb = imops.load_image(self.root / self.records[i]["image"])
+        return torch.from_numpy(imops.preprocess_image(rgb, self.image_size, self.mean, self.std)[0])
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.item(i)
+
+    def item(self, i: int, with_image: bool = True) -> dict[str, torch.Tensor]:
+        """Sample i (see the class doc); ``with_image=False`` leaves out ``image`` (a feature
+        cache stands in for it)."""
         rec = self.records[i]
         rgb = imops.load_image(self.root / rec["image"])
         rng = np.random.default_rng([self.seed, self.epoch, i])
@@ -104,11 +124,11 @@ class SynthDataset(torch.utils.data.Dataset):
                 t = vocab.DISTORTION_TYPES.index(d["type"])
                 types[q, t] = 1.0
                 severity[q, t] = int(d["severity"])
-        return {
-            "image": torch.from_numpy(imops.preprocess_image(rgb, self.image_size, CLIP_MEAN, CLIP_STD)[0]),
-            "masks": torch.from_numpy(imops.preprocess_masks(masks, self.image_size)),
-            "crops": torch.from_numpy(imops.preprocess_crops(rgb, boxes, self.crop_size, CLIP_MEAN, CLIP_STD)),
+        item = {
+            "masks": torch.from_numpy(imops.preprocess_masks(masks, self.image_size).astype(np.uint8)),
+            "crops": torch.from_numpy(imops.preprocess_crops(rgb, boxes, self.crop_size, self.mean, self.std)),
             "valid": torch.from_numpy(valid),
+            "types_known": torch.tensor([r.get("partial_cover", 0.0) < self.ambiguous_cover for r in rois]),
             "quality": torch.tensor([r["quality"] for r in rois], dtype=torch.float32),
             "importance": torch.tensor([r["importance"] for r in rois], dtype=torch.float32),
             "quality_soft": torch.from_numpy(np.stack(
@@ -118,3 +138,6 @@ class SynthDataset(torch.utils.data.Dataset):
             "types": torch.from_numpy(types),
             "severity": torch.from_numpy(severity),
         }
+        if with_image:
+            item["image"] = torch.from_numpy(imops.preprocess_image(rgb, self.image_size, self.mean, self.std)[0])
+        return item

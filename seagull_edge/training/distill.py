@@ -32,8 +32,8 @@ import torch
 from seagull_edge import vocab
 from seagull_edge.errors import SeagullInputError
 from seagull_edge.runtime import image as imops
-from seagull_edge.runtime.batch import BatchItem, read_seed_batch
 from seagull_edge.runtime.config import CLIP_MEAN, CLIP_STD
+from seagull_edge.runtime.batch import BatchItem, read_seed_batch
 
 __all__ = ["parse_distortion_answer", "teacher_labels", "read_teacher_labels", "TeacherDataset", "distill",
            "propose_batch",
@@ -269,12 +269,14 @@ class TeacherDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, labels: Sequence[SoftLabel], image_size: int, crop_size: int, rois: int = 6,
-                 seed: int = 0, img_dir: str | os.PathLike | None = None) -> None:
+                 seed: int = 0, img_dir: str | os.PathLike | None = None,
+                 mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD) -> None:
         groups: dict[str, list[SoftLabel]] = {}
         for lab in labels:
             groups.setdefault(lab.image, []).append(lab)
         self.groups = list(groups.items())
         self.image_size, self.crop_size, self.rois, self.seed = image_size, crop_size, rois, seed
+        self.mean, self.std = tuple(mean), tuple(std)
         self.img_dir = Path(img_dir) if img_dir else None
         self.epoch = 0
 
@@ -307,9 +309,9 @@ class TeacherDataset(torch.utils.data.Dataset):
         q = np.stack([lab.quality_soft for lab in chosen])
         im = np.stack([lab.importance_soft for lab in chosen])
         return {
-            "image": torch.from_numpy(imops.preprocess_image(rgb, self.image_size, CLIP_MEAN, CLIP_STD)[0]),
-            "masks": torch.from_numpy(imops.preprocess_masks(masks, self.image_size)),
-            "crops": torch.from_numpy(imops.preprocess_crops(rgb, boxes, self.crop_size, CLIP_MEAN, CLIP_STD)),
+            "image": torch.from_numpy(imops.preprocess_image(rgb, self.image_size, self.mean, self.std)[0]),
+            "masks": torch.from_numpy(imops.preprocess_masks(masks, self.image_size).astype(np.uint8)),
+            "crops": torch.from_numpy(imops.preprocess_crops(rgb, boxes, self.crop_size, self.mean, self.std)),
             "valid": torch.from_numpy(valid),
             "quality": torch.from_numpy(vocab.expected_level_score(q).astype(np.float32)),
             "importance": torch.from_numpy(vocab.expected_level_score(im).astype(np.float32)),
@@ -319,21 +321,6 @@ class TeacherDataset(torch.utils.data.Dataset):
             "severity": torch.from_numpy(np.stack([lab.severity for lab in chosen])),
             "types_known": torch.tensor([lab.types_known for lab in chosen]),
         }
-
-
-class _WithTypesKnown(torch.utils.data.Dataset):
-    """A SynthDataset whose items also carry ``types_known`` (all True), so batches can mix."""
-
-    def __init__(self, base) -> None:
-        self.base = base
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = self.base[i]
-        item["types_known"] = torch.ones(item["valid"].shape[0], dtype=torch.bool)
-        return item
 
 
 class MixedDataset(torch.utils.data.ConcatDataset):
@@ -347,7 +334,7 @@ class MixedDataset(torch.utils.data.ConcatDataset):
     def epoch(self, value: int) -> None:
         self._epoch = value
         for d in self.datasets:
-            getattr(d, "base", d).epoch = value
+            d.epoch = value
 
 
 # ----------------------------------------------------------------------------- training
@@ -379,10 +366,11 @@ def distill(labels_jsonl: str | os.PathLike, out_run: str | os.PathLike, preset:
         raise SeagullInputError(f"--init {init}: no such checkpoint")
     labels = read_teacher_labels(labels_jsonl)
     data: torch.utils.data.Dataset = TeacherDataset(labels, p.image_size, p.crop_size, rois, seed=seed,
-                                                    img_dir=img_dir)
+                                                    img_dir=img_dir, mean=p.mean, std=p.std)
     if synth_data is not None:
-        synth = SynthDataset(synth_data, p.image_size, p.crop_size, rois, splits=("train", "user"), seed=seed)
-        data = MixedDataset([data, _WithTypesKnown(synth)])
+        synth = SynthDataset(synth_data, p.image_size, p.crop_size, rois, splits=("train", "user"), seed=seed,
+                             mean=p.mean, std=p.std)
+        data = MixedDataset([data, synth])
     if len(data) < batch_size:
         raise SeagullInputError(f"{len(data)} image(s) of training data is fewer than --batch-size {batch_size}")
     cfg = TrainConfig(data=str(synth_data or labels_jsonl), out=str(out_run), preset=preset, steps=steps,

@@ -64,22 +64,25 @@ def builtin_sources(split: str = "train") -> list[Source]:
             for name, lic, sp in _BUILTIN if split in ("all", sp)]
 
 
-def folder_sources(folder: str | os.PathLike) -> list[Source]:
-    """Every image file under ``folder`` (sorted, recursive); licence unknown: the user's."""
+def folder_sources(folder: str | os.PathLike, split: str = "user") -> list[Source]:
+    """Every image file under ``folder`` (sorted, recursive); licence unknown: the user's.
+
+    ``split``: ``user`` (trained on with the built-in ``train`` photographs) or ``heldout``
+    (photographs kept for evaluation)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SeagullInputError(f"--images {folder}: not a folder")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise SeagullInputError(f"--images {folder}: no image files found")
-    return [Source(str(p.relative_to(folder)), str(p), "user-provided", "user") for p in files]
+    return [Source(str(p.relative_to(folder)), str(p), "user-provided", split) for p in files]
 
 
 def gather_sources(images: Iterable[str | os.PathLike] = (), split: str = "train",
                    builtin: bool = True) -> list[Source]:
     out = builtin_sources(split) if builtin else []
-    for folder in images:
-        out += folder_sources(folder)
+    for folder in images:  # `synth --split heldout --images DIR`: DIR holds held-out photographs
+        out += folder_sources(folder, "heldout" if split == "heldout" else "user")
     if not out:
         raise SeagullInputError("no source images (give --images DIR or use the built-in photographs)")
     return out

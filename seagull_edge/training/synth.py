@@ -111,17 +111,21 @@ def make_sample(ref: np.ndarray, rng: np.random.Generator, cfg: SynthConfig) -> 
     for (kind, mask), importance in zip(rois, importances):
         present: dict[str, DistortionSpec] = {}
         area = int(mask.sum())
+        partial = 0.0  # the largest share of this ROI that a region covers without labelling it
         for region, specs in layers:
             cover = 1.0 if region is None else float((mask & region).sum()) / area
             if cover >= cfg.coverage:
                 for s in specs:
                     if s.type not in present or s.severity > present[s.type].severity:
                         present[s.type] = s
+            else:
+                partial = max(partial, cover)
         quality = labels.roi_quality(final, ref, mask)
         roi_records.append({
             "kind": kind, "rle": encode_rle(mask), "bbox": list(mask_bbox(mask)), "area": area,
             "quality": round(quality, 5), "quality_level": labels.quality_level(quality),
             "importance": round(importance, 5), "importance_level": labels.importance_level(importance),
+            "partial_cover": round(partial, 4),
             "distortions": [{**s.to_dict(), "severity_word": vocab.SEVERITY_LEVELS[s.severity]}
                             for s in sorted(present.values(), key=lambda s: vocab.DISTORTION_TYPES.index(s.type))],
         })

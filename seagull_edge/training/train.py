@@ -39,24 +39,35 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup: int = 100
     workers: int = 2
-    freeze_tower: bool = False
+    freeze_tower: bool | None = None  # None: frozen when the preset starts from a pretrained tower
     freeze_mfe: bool = False  # with freeze_tower: only the answer heads train (distillation)
     amp: bool = True  # only takes effect on CUDA
     seed: int = 0
     save_every: int = 200
+    feature_cache: str = ""  # frozen tower: its features' cache folder ("" = DATA/features-PRESET; "off")
     splits: tuple[str, ...] = ("train", "user")
     init: str = ""  # a checkpoint to start from (weights only)
+    types_pos_weight: float = 3.0  # each type is present in ~1 ROI of 8: weigh its positives up
+
+    def tower_frozen(self, has_pretrained: bool) -> bool:
+        return has_pretrained if self.freeze_tower is None else self.freeze_tower
 
 
-def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Per-head losses over the valid ROIs. Shapes: logits [B,Q,...], targets [B,Q,...]."""
+def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+           types_pos_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """Per-head losses over the valid ROIs. Shapes: logits [B,Q,...], targets [B,Q,...].
+
+    ``types_pos_weight`` > 1 weighs present types up in their BCE: each type is present in few
+    ROIs, and an unweighted BCE first learns to say "clean" everywhere."""
     valid = batch["valid"]
     known = valid & batch["types_known"] if "types_known" in batch else valid  # ROIs whose types are labelled
 
     def soft_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return -(target * F.log_softmax(logits.float(), dim=-1)).sum(-1)[valid].mean()
 
-    types = F.binary_cross_entropy_with_logits(out["distortion_logits"].float(), batch["types"], reduction="none")
+    pos_weight = torch.full((batch["types"].shape[-1],), float(types_pos_weight), device=batch["types"].device)
+    types = F.binary_cross_entropy_with_logits(out["distortion_logits"].float(), batch["types"].float(),
+                                               reduction="none", pos_weight=pos_weight)
     sev_target = batch["severity"]
     present = (sev_target >= 0) & valid[..., None]
     sev_logits = out["severity_logits"].float()[present]
@@ -109,7 +120,8 @@ def load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
 
 def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
           progress: Callable[[int, int, dict], None] | None = None,
-          dataset: torch.utils.data.Dataset | None = None) -> Path:
+          dataset: torch.utils.data.Dataset | None = None,
+          cache_progress: Callable[[int, int], None] | None = None) -> Path:
     """Train; returns the path of the last model checkpoint. ``dataset``: items shaped as
     :class:`SynthDataset`'s (default: ``SynthDataset(cfg.data)``; distillation passes its own)."""
     rank, local_rank, world = _dist_info()
@@ -120,13 +132,16 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.manual_seed(cfg.seed + rank)
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # denormal floats made CPU steps ~4x slower
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    model = build_model(cfg.preset).to(device)
+    model = build_model(cfg.preset, pretrained=not cfg.init).to(device)
     if cfg.init:
         load_checkpoint(model, cfg.init)
-    if cfg.freeze_tower:
+    freeze_tower = cfg.tower_frozen(bool(model.preset.pretrained))
+    if freeze_tower:
         model.tower.requires_grad_(False)
     if cfg.freeze_mfe:
         model.mask_extractor.requires_grad_(False)
@@ -149,7 +164,18 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
 
     p = model.preset
     data = dataset if dataset is not None else \
-        SynthDataset(cfg.data, p.image_size, p.crop_size, cfg.rois, splits=cfg.splits, seed=cfg.seed)
+        SynthDataset(cfg.data, p.image_size, p.crop_size, cfg.rois, splits=cfg.splits, seed=cfg.seed,
+                     mean=p.mean, std=p.std)
+    if dataset is None and freeze_tower and cfg.feature_cache != "off":
+        from seagull_edge.training.feature_cache import CachedFeatures, FeatureCache
+
+        folder = Path(cfg.feature_cache or Path(cfg.data) / f"features-{p.name}")
+        if rank == 0:
+            log(f"tower features -> {folder} (computed once: the tower is frozen)")
+            FeatureCache.build(model, data, folder, progress=cache_progress)
+        if distributed:
+            torch.distributed.barrier()
+        data = CachedFeatures(data, FeatureCache(folder))
     sampler = torch.utils.data.DistributedSampler(data, seed=cfg.seed) if distributed else None
     loader_kwargs = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, drop_last=True,
                          persistent_workers=cfg.workers > 0)
@@ -168,6 +194,8 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     epoch = step * cfg.batch_size * world // max(1, len(data))
     t0, first_step = time.time(), step
     model.train()
+    if freeze_tower:
+        model.tower.eval()  # a frozen tower keeps its BatchNorm statistics too
     while step < cfg.steps:
         data.epoch = epoch
         if sampler is not None:
@@ -179,9 +207,11 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
             if step >= cfg.steps:
                 break
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            masks = batch["masks"].float()  # uint8 through the loader
+            image = [batch[f"feat{k}"].float() for k in range(4)] if "feat0" in batch else batch["image"]
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                logits = net(batch["image"], batch["masks"], batch["crops"])  # through DDP's forward
-                parts = losses(logits, batch)
+                logits = net(image, masks, batch["crops"])  # through DDP's forward
+                parts = losses(logits, batch, cfg.types_pos_weight)
                 loss = parts["quality"] + parts["importance"] + parts["types"] + 0.5 * parts["severity"]
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -202,3 +232,71 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     if distributed:
         torch.distributed.destroy_process_group()
     return out / "last.safetensors"
+
+
+# ----------------------------------------------------------------------------- is it learning?
+
+
+def _batches(dataset: torch.utils.data.Dataset, batch_size: int):
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
+        yield {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+def label_average_logits(dataset: torch.utils.data.Dataset) -> dict[str, torch.Tensor]:
+    """The logits of the model that answers every ROI with the labels' averages over ``dataset``
+    (level distributions, type frequencies, severity distributions): what training must beat.
+    Shapes: quality/importance [5], distortion [6], severity [6,5]."""
+    sums = {"quality": torch.zeros(5), "importance": torch.zeros(5), "types": torch.zeros(6),
+            "severity": torch.ones(6, 5)}  # one pseudo-count per severity level
+    n = 0
+    for batch in _batches(dataset, 16):
+        valid = batch["valid"]
+        sums["quality"] += batch["quality_soft"][valid].sum(0)
+        sums["importance"] += batch["importance_soft"][valid].sum(0)
+        sums["types"] += batch["types"].float()[valid].sum(0)
+        sev, present = batch["severity"], batch["severity"] >= 0
+        for t in range(6):
+            sums["severity"][t] += torch.bincount(sev[..., t][present[..., t] & valid], minlength=5).float()
+        n += int(valid.sum())
+    freq = (sums["types"] / max(n, 1)).clamp(1e-4, 1 - 1e-4)
+    return {"quality_logits": torch.log(sums["quality"] / sums["quality"].sum()),
+            "importance_logits": torch.log(sums["importance"] / sums["importance"].sum()),
+            "distortion_logits": torch.log(freq / (1 - freq)),
+            "severity_logits": torch.log(sums["severity"] / sums["severity"].sum(-1, keepdim=True))}
+
+
+def heldout_report(model, dataset: torch.utils.data.Dataset, priors: dict[str, torch.Tensor],
+                   batch_size: int = 8) -> dict:
+    """The model against the label-average answers on ``dataset`` (photographs it never saw):
+    mean losses of both (unweighted BCE, as the averages are fitted to it), the area under the
+    ROC curve of each type's logit over the ROIs whose types are known, and the quality SROCC."""
+    from seagull_edge.training.metrics import roc_auc, srocc
+
+    model.eval()
+    totals = {"model": 0.0, "average": 0.0}
+    count = 0
+    logits_t, types_t, quality_p, quality_t = [], [], [], []
+    with torch.no_grad():
+        for batch in _batches(dataset, batch_size):
+            out = model(batch["image"], batch["masks"].float(), batch["crops"])
+            b, q = batch["valid"].shape
+            avg = {k: v.expand(b, q, *v.shape) for k, v in priors.items()}
+            for name, logits in (("model", out), ("average", avg)):
+                parts = losses(logits, batch)
+                totals[name] += float(parts["quality"] + parts["importance"] + parts["types"]
+                                      + 0.5 * parts["severity"]) * b
+            count += b
+            known = batch["valid"] & batch["types_known"]
+            logits_t.append(out["distortion_logits"][known])
+            types_t.append(batch["types"][known])
+            probs = out["quality_logits"].softmax(-1)
+            quality_p.append((probs * torch.arange(5.0)).sum(-1)[batch["valid"]])
+            quality_t.append(batch["quality"][batch["valid"]])
+    logits, types = torch.cat(logits_t), torch.cat(types_t)
+    from seagull_edge.vocab import DISTORTION_TYPES
+
+    auc = {t: roc_auc(logits[:, k].tolist(), types[:, k].tolist()) for k, t in enumerate(DISTORTION_TYPES)}
+    return {"loss": totals["model"] / count, "label_average_loss": totals["average"] / count,
+            "type_auc": auc, "type_auc_mean": sum(auc.values()) / len(auc),
+            "quality_srocc": srocc(torch.cat(quality_p).tolist(), torch.cat(quality_t).tolist())}
