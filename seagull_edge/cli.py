@@ -326,7 +326,7 @@ def _training_import(what: str):
 @app.command()
 def synth(
     out: Path = typer.Option(..., "--out", help="Output folder (images/ + manifest-i-of-N.jsonl)."),
-    images: List[Path] = typer.Option([], "--images", help="Extra folder of source photographs (repeatable)."),
+    images: List[Path] = typer.Option([], "--images", help="Extra folder of source photographs (repeatable); held-out ones with --split heldout."),
     split: str = typer.Option("train", "--split", help="Built-in photographs to use: train | heldout | all."),
     no_builtin: bool = typer.Option(False, "--no-builtin", help="Use only --images folders."),
     per_image: int = typer.Option(50, "--per-image", min=1, help="Samples per source photograph."),
@@ -364,7 +364,13 @@ def train(
     rois: int = typer.Option(6, "--rois", min=1, help="ROIs per image per step."),
     lr: float = typer.Option(1e-3, "--lr"),
     workers: int = typer.Option(2, "--workers", min=0, help="Data-loading processes."),
-    freeze_tower: bool = typer.Option(False, "--freeze-tower", help="Train the MFE and heads only."),
+    freeze_tower: Optional[bool] = typer.Option(
+        None, "--freeze-tower/--train-tower",
+        help="Train the MFE and heads only, or the tower too (default: frozen when the preset starts "
+             "from a pretrained tower, as SEAGULL freezes its own)."),
+    feature_cache: str = typer.Option("", "--feature-cache", help="A frozen tower's features, computed once: "
+                                      "folder (default DATA/features-PRESET) or 'off'."),
+    save_every: int = typer.Option(200, "--save-every", min=1, help="Checkpoint every N steps."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     seed: int = typer.Option(0, "--seed"),
@@ -373,15 +379,23 @@ def train(
     train_mod = _training_import("train")
     cfg = train_mod.TrainConfig(data=str(data), out=str(out), preset=preset, steps=steps, batch_size=batch_size,
                                 rois=rois, lr=lr, workers=workers, freeze_tower=freeze_tower, seed=seed,
-                                init=str(init) if init else "")
+                                init=str(init) if init else "", feature_cache=feature_cache,
+                                save_every=save_every)
     if resume and not (out / "state.json").exists():
         raise SeagullInputError(f"--resume: {out} holds no run to resume (no state.json)")
     with _progress_bar("train") as bar:
         task = bar.add_task("train", total=steps, info="")
 
         progress = _training_progress(bar, task)
+        cache_task = None
 
-        path = train_mod.train(cfg, resume=resume, log=_warn, progress=progress)
+        def cache_progress(done: int, total: int) -> None:
+            nonlocal cache_task
+            if cache_task is None:
+                cache_task = bar.add_task("features", total=total, info="")
+            bar.update(cache_task, completed=done, total=total)
+
+        path = train_mod.train(cfg, resume=resume, log=_warn, progress=progress, cache_progress=cache_progress)
     _warn(f"wrote {path}")
 
 
@@ -457,9 +471,12 @@ def eval_cmd(
     split: str = typer.Option("heldout", "--split", help="Which samples: heldout | train | user | all."),
     backend: str = typer.Option("auto", "--backend"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many images."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Also score the same ROIs with: brisque."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON here."),
 ) -> None:
     """Evaluate a model folder: SROCC/PLCC for quality and importance, P/R/F1 for types and severity."""
+    if baseline not in (None, "brisque"):
+        raise SeagullInputError(f"--baseline {baseline!r}: the known baseline is brisque")
     evaluate_mod = _training_import("evaluate")
     metrics_mod = _training_import("metrics")
     from seagull_edge.fileio import atomic_write_text
@@ -467,16 +484,45 @@ def eval_cmd(
     splits = None if split == "all" else (split,)
     with _progress_bar("eval") as bar:
         task = bar.add_task("eval", total=None, info="")
-        result = evaluate_mod.evaluate_model(model, data, splits, backend=backend, limit=limit,
+        result = evaluate_mod.evaluate_model(model, data, splits, backend=backend, limit=limit, baseline=baseline,
                                              progress=lambda n, t: bar.update(task, completed=n, total=t))
+    _say(f"model: {result['model']}")
     _say(metrics_mod.format_table(result))
-    loc = result["localization"]
-    _say(f"localization: distorted ROI below a clean ROI of the same image in "
-         f"{100 * loc['distorted_below_clean']:.1f} % of {loc['pairs']} pairs")
+    flag = result["clean_flagged"]
+    _say(f"clean ROIs given a distortion: {100 * flag['rate']:.1f} % of {flag['n']} "
+         f"({100 * flag['unambiguous_rate']:.1f} % of the {flag['unambiguous_n']} no distorted region touches)")
+    for who, r in [(result["model"], result)] + ([(result["baseline"]["name"], result["baseline"])]
+                                                   if "baseline" in result else []):
+        loc, sev = r["localization"], r["severity_srocc"]
+        _say(f"{who}: quality SROCC {r['quality_srocc']:.3f}; distorted ROI below a clean ROI of the same "
+             f"image in {100 * loc['distorted_below_clean']:.1f} % of {loc['pairs']} pairs; "
+             f"severity SROCC {sev['srocc']:.3f} over {sev['n']} single-distortion ROIs")
     if json_out:
         import json
 
         atomic_write_text(json_out, json.dumps(result, indent=2, default=str) + "\n")
+
+
+@app.command()
+def calibrate(
+    model: Path = typer.Option(..., "--model", help="Model folder whose model.json gets the thresholds."),
+    data: Path = typer.Option(..., "--data", help="Validation folder made by `synth` from training photographs."),
+    split: str = typer.Option("all", "--split", help="Which samples: train | user | all (never the held-out set)."),
+    backend: str = typer.Option("auto", "--backend"),
+) -> None:
+    """Choose each distortion type's probability threshold on validation data (best F1 per type)."""
+    calibrate_mod = _training_import("calibrate")
+    if split == "heldout":
+        raise SeagullInputError("--split heldout: calibrate on validation data, not on the held-out set")
+    splits = None if split == "all" else (split,)
+    with _progress_bar("calibrate") as bar:
+        task = bar.add_task("calibrate", total=None, info="")
+        chosen = calibrate_mod.calibrate(model, data, splits, backend=backend,
+                                         progress=lambda n, t: bar.update(task, completed=n, total=t))
+    for t, c in chosen.items():
+        _say(f"{t}: threshold {c['threshold']:.3f} (F1 {100 * c['f1']:.1f} %, at 0.5: {100 * c['f1_at_0.5']:.1f} %, "
+             f"{c['positives']} positive ROIs)")
+    _warn(f"wrote the thresholds into {model / 'model.json'}")
 
 
 @export_app.command("onnx")
@@ -490,6 +536,9 @@ def export_onnx_cmd(
                                  help="Masked ROI pooling as stock ONNX ops (onnx) or one seagull::MaskedRoiPool node (custom)."),
     weights: bool = typer.Option(True, "--weights/--no-weights",
                                  help="Also write weights.safetensors (the torch backend needs it)."),
+    fp16_weights: bool = typer.Option(False, "--fp16-weights",
+                                      help="Store the ONNX weights in float16 (half the size; still computes in float32)."),
+    name: str = typer.Option("", "--name", help="The model's name in model.json and in every result (default: the preset)."),
 ) -> None:
     """Export a model folder for the runtime."""
     if roi_pool not in ("onnx", "custom"):
@@ -514,7 +563,8 @@ def export_onnx_cmd(
     model = build_model(preset)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
-    cfg = export_onnx(model, out, trained=checkpoint is not None, roi_pool=roi_pool, weights=weights)
+    cfg = export_onnx(model, out, model_name=name, trained=checkpoint is not None, roi_pool=roi_pool,
+                      weights=weights, fp16_weights=fp16_weights)
     _warn(f"wrote {out}/{cfg.files['encoder']}, {cfg.files['assessor']}, model.json (preset {preset})")
 
 

@@ -50,6 +50,7 @@ def model_config(model: SeagullEdge, model_name: str = "", trained: bool = False
         preset=p.name, image_size=p.image_size, crop_size=p.crop_size,
         feature_channels=list(model.tower.channels), feature_sizes=list(model.tower.sizes),
         embed_dim=p.embed_dim, out_dim=p.out_dim, model_name=model_name or p.name, trained=trained,
+        mean=list(p.mean), std=list(p.std),
     )
 
 
@@ -78,12 +79,43 @@ def _export(module: nn.Module, args: tuple, path: Path, input_names: Iterable[st
     tmp.replace(path)
 
 
+def store_weights_in_float16(graph, min_elements: int = 1024):
+    """Halve an ONNX file: float32 initializers of at least ``min_elements`` are stored as float16,
+    each followed by a Cast back to float32 under its old name. The graph still computes in
+    float32: onnxruntime folds the Casts into float32 constants when it loads the model (and
+    TensorRT when it builds), so nothing changes per frame but the weights' rounding."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    casts = []
+    for init in graph.graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT:
+            continue
+        value = numpy_helper.to_array(init)
+        if value.size < min_elements:
+            continue
+        name = init.name
+        half = numpy_helper.from_array(value.astype(np.float16), f"{name}__fp16")
+        init.CopyFrom(half)
+        casts.append(helper.make_node("Cast", [half.name], [name], to=onnx.TensorProto.FLOAT,
+                                      name=f"{name}__to_fp32"))
+    nodes = list(graph.graph.node)
+    del graph.graph.node[:]
+    graph.graph.node.extend(casts + nodes)
+    return graph
+
+
 def export_onnx(model: SeagullEdge, out_dir: str | Path, model_name: str = "", trained: bool = False,
-                check: bool = True, roi_pool: str = "onnx", weights: bool = True) -> ModelConfig:
+                check: bool = True, roi_pool: str = "onnx", weights: bool = True,
+                fp16_weights: bool = False) -> ModelConfig:
     """Write ``encoder.onnx``, ``assessor.onnx`` and ``model.json`` into ``out_dir``.
 
     ``weights``: also ``weights.safetensors`` (the torch backend's weights; the ONNX graphs'
     constant-folded initializers cannot be mapped back to module parameters).
+
+    ``fp16_weights``: store the graphs' weights in float16 (:func:`store_weights_in_float16`;
+    half the size, computation stays float32); ``weights.safetensors`` stays float32.
 
     ``roi_pool``: ``"onnx"`` exports masked ROI pooling as stock ONNX ops; ``"custom"`` as one
     ``seagull::MaskedRoiPool`` node (for the TensorRT plugin) that also carries its stock-op
@@ -103,7 +135,9 @@ def export_onnx(model: SeagullEdge, out_dir: str | Path, model_name: str = "", t
     assessor_path = out_dir / cfg.files["assessor"]
     previous = model.roi_pool
     with torch.no_grad():
-        _export(EncoderGraph(model), (image,), out_dir / cfg.files["encoder"], ["image"], ENCODER_OUTPUTS, {})
+        # The wrappers must be in eval mode too: the exporter restores each wrapper's mode after
+        # tracing, and a fresh wrapper's train mode would reach the model's BatchNorms.
+        _export(EncoderGraph(model).eval(), (image,), out_dir / cfg.files["encoder"], ["image"], ENCODER_OUTPUTS, {})
         q_axis = {"masks": {0: "num_rois"}, "crops": {0: "num_rois"}}
         q_axis.update({name: {0: "num_rois"} for name in ASSESSOR_OUTPUTS})
         try:
@@ -113,7 +147,7 @@ def export_onnx(model: SeagullEdge, out_dir: str | Path, model_name: str = "", t
 
                 torch.onnx.register_custom_op_symbolic("seagull::masked_roi_pool", custom_op.symbolic, OPSET)
                 model.roi_pool = "fused"
-            _export(AssessorGraph(model), (*feats, masks, crops), assessor_path,
+            _export(AssessorGraph(model).eval(), (*feats, masks, crops), assessor_path,
                     ASSESSOR_INPUTS, ASSESSOR_OUTPUTS, q_axis)
         finally:
             model.roi_pool = previous
@@ -122,6 +156,13 @@ def export_onnx(model: SeagullEdge, out_dir: str | Path, model_name: str = "", t
         tmp = assessor_path.with_name(f".{assessor_path.name}.tmp")
         onnx.save(graph, str(tmp))
         tmp.replace(assessor_path)
+    if fp16_weights:
+        for role in ("encoder", "assessor"):
+            path = out_dir / cfg.files[role]
+            tmp = path.with_name(f".{path.name}.tmp")
+            onnx.save(store_weights_in_float16(onnx.load(str(path))), str(tmp))
+            tmp.replace(path)
+        cfg.extra["weights_dtype"] = "float16"
     if check:
         for role in ("encoder", "assessor"):
             onnx.checker.check_model(str(out_dir / cfg.files[role]))

@@ -52,6 +52,9 @@ class ModelConfig:
     vocabularies: dict[str, list[str]] = field(default_factory=lambda: dict(vocab.vocabularies()))
     model_name: str = ""
     trained: bool = False
+    # Per-type probability from which a distortion is reported (`seagull-edge calibrate` sets
+    # them on validation data); a type not listed uses results.DISTORTION_THRESHOLD.
+    distortion_thresholds: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(
         default_factory=lambda: {"encoder": "encoder.onnx", "assessor": "assessor.onnx"}
     )
@@ -132,6 +135,13 @@ class ModelConfig:
             if list(self.vocabularies.get(key, [])) != list(words):
                 raise bad(f"vocabulary {key!r} is {self.vocabularies.get(key)!r}, "
                           f"this seagull-edge expects {list(words)!r}")
+        if not isinstance(self.distortion_thresholds, dict):
+            raise bad("distortion_thresholds must be an object {type: probability}")
+        for key, value in self.distortion_thresholds.items():
+            if key not in vocab.DISTORTION_TYPES:
+                raise bad(f"distortion_thresholds: unknown type {key!r}")
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 < value < 1.0):
+                raise bad(f"distortion_thresholds.{key} must be a probability in (0, 1), got {value!r}")
         for role in ("encoder", "assessor"):
             if role not in self.files:
                 raise bad(f"files.{role} is missing")

@@ -36,7 +36,8 @@ from seagull_edge.errors import ModelFileError, PromptError, SeagullInputError
 from seagull_edge.runtime import image as imops
 from seagull_edge.runtime.engine import Engine, load_engine
 from seagull_edge.runtime.prompts import Roi, box_to_roi, mask_to_roi, point_to_roi
-from seagull_edge.runtime.results import AssessmentResult, LevelResult, RoiResult, distortions_from_logits
+from seagull_edge.runtime.results import (AssessmentResult, LevelResult, RoiResult, distortions_from_logits,
+                                          type_thresholds)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets"
 MAX_ROIS = 64  # per batch through the assessor graph; more ROIs are run in several batches
@@ -173,6 +174,9 @@ class Assessor:
         self._buffers = _InputBuffers(self.config.image_size, self.config.crop_size, self.config.mean,
                                       self.config.std)
         self.last_rois: list[Roi] = []  # the ROIs of the last :meth:`predict` (masks for overlays)
+        # [6] per-type probabilities from which a distortion is reported (the model's calibrated
+        # ones, else 0.5); set it to zeros to get every type with its probability.
+        self.distortion_thresholds = type_thresholds(self.config.distortion_thresholds)
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, backend: str = "auto",
@@ -307,7 +311,8 @@ class Assessor:
                     rr.importance = LevelResult.from_logits(logits["importance_logits"][i], vocab.IMPORTANCE_LEVELS)
                 if "distortion" in tasks:
                     rr.distortions = distortions_from_logits(logits["distortion_logits"][i],
-                                                             logits["severity_logits"][i])
+                                                             logits["severity_logits"][i],
+                                                             self.distortion_thresholds)
             results.append(rr)
         self.last_rois = list(rois)
         timings = dict(self._timings)

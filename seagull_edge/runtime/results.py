@@ -45,12 +45,21 @@ class Distortion:
         return {"type": self.type, "severity": self.severity, "prob": round(self.prob, digits)}
 
 
+def type_thresholds(per_type: dict[str, float] | None = None) -> np.ndarray:
+    """[6] thresholds in vocab order: ``per_type`` (a model's calibrated ones) where given, else
+    ``DISTORTION_THRESHOLD``."""
+    per_type = per_type or {}
+    return np.array([per_type.get(t, DISTORTION_THRESHOLD) for t in vocab.DISTORTION_TYPES])
+
+
 def distortions_from_logits(type_logits: np.ndarray, severity_logits: np.ndarray,
-                            threshold: float = DISTORTION_THRESHOLD) -> list[Distortion]:
-    """type_logits [6], severity_logits [6,5] -> the types judged present, most likely first."""
+                            threshold: float | np.ndarray = DISTORTION_THRESHOLD) -> list[Distortion]:
+    """type_logits [6], severity_logits [6,5] -> the types judged present, most likely first.
+    ``threshold``: one probability for all types, or [6] (:func:`type_thresholds`)."""
     probs = vocab.sigmoid(type_logits)
     sev = np.argmax(severity_logits, axis=-1)
-    present = [i for i in np.argsort(-probs, kind="stable") if probs[i] >= threshold]
+    limit = np.broadcast_to(np.asarray(threshold, dtype=np.float64), probs.shape)
+    present = [i for i in np.argsort(-probs, kind="stable") if probs[i] >= limit[i]]
     return [Distortion(vocab.DISTORTION_TYPES[i], vocab.SEVERITY_LEVELS[int(sev[i])], float(probs[i]))
             for i in present]
 

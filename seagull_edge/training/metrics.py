@@ -44,7 +44,7 @@ CLEAN = "clean"
 TYPE_LABELS: tuple[str, ...] = tuple(DISTORTION_TYPES) + (CLEAN,)
 
 __all__ = [
-    "CLEAN", "TYPE_LABELS", "srocc", "plcc", "sample_prf", "per_label_f1", "RoiRecord", "evaluate",
+    "CLEAN", "TYPE_LABELS", "srocc", "plcc", "roc_auc", "sample_prf", "per_label_f1", "RoiRecord", "evaluate",
     "format_table",
 ]
 
@@ -101,6 +101,20 @@ def plcc(pred: Sequence[float], target: Sequence[float]) -> float:
     if not denom or not math.isfinite(denom):
         return 0.0
     return float(np.clip(float(x @ y) / denom, -1.0, 1.0))
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve: the probability that a positive outranks a negative (ties
+    count half), by the Mann-Whitney rank sum. 0.5 when either class is absent."""
+    from scipy.stats import rankdata
+
+    s, y = _paired(scores, np.asarray(labels, dtype=np.float64), "roc_auc")
+    pos = y > 0.5
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if not n_pos or not n_neg:
+        return 0.5
+    ranks = rankdata(s)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 # ----------------------------------------------------------------------------- label sets
