@@ -519,9 +519,12 @@ def calibrate(
         task = bar.add_task("calibrate", total=None, info="")
         chosen = calibrate_mod.calibrate(model, data, splits, backend=backend,
                                          progress=lambda n, t: bar.update(task, completed=n, total=t))
+    overall = chosen.pop("_all")
     for t, c in chosen.items():
-        _say(f"{t}: threshold {c['threshold']:.3f} (F1 {100 * c['f1']:.1f} %, at 0.5: {100 * c['f1_at_0.5']:.1f} %, "
+        _say(f"{t}: threshold {c['threshold']:.3f} (its F1 {100 * c['f1']:.1f} %, at 0.5: {100 * c['f1_at_0.5']:.1f} %, "
              f"{c['positives']} positive ROIs)")
+    _say(f"sample-averaged type F1 {100 * overall['sample_f1']:.1f} % (at 0.5 everywhere: "
+         f"{100 * overall['sample_f1_at_0.5']:.1f} %)")
     _warn(f"wrote the thresholds into {model / 'model.json'}")
 
 

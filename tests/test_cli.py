@@ -337,11 +337,17 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, bad_files, model_dir, e
     assert proc.stdout.strip() == ""
 
 
-def test_assess_without_model_when_none_embedded(example_image, tmp_path):
+def test_assess_without_model_uses_the_embedded_model_and_names_it(example_image, tmp_path):
+    """The README's quick start: no --model, the model in seagull_edge/assets answers, and the JSON
+    names it. (The no-model error is tested in test_pipeline with the folder emptied.)"""
     from seagull_edge.runtime.pipeline import DEFAULT_MODEL_DIR
 
-    if (DEFAULT_MODEL_DIR / "model.json").is_file():
-        pytest.skip(f"a default model is embedded in {DEFAULT_MODEL_DIR}; the no-model error cannot happen")
-    proc = run_cli("assess", example_image, "--json", cwd=tmp_path)
-    assert_bad_input(proc, "model")
-    assert proc.stdout.strip() == ""
+    cfg = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
+    assert cfg["trained"] is True
+    proc = run_cli("assess", example_image, "--box", "100,50,150,120", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["model"] == cfg["model_name"] != ""
+    assert result["rois"][0]["quality"]["level"] in ("bad", "poor", "fair", "good", "excellent")
+
+

@@ -275,6 +275,7 @@ def heldout_report(model, dataset: torch.utils.data.Dataset, priors: dict[str, t
 
     model.eval()
     totals = {"model": 0.0, "average": 0.0}
+    part_totals: dict[str, dict[str, float]] = {"model": {}, "average": {}}
     count = 0
     logits_t, types_t, quality_p, quality_t = [], [], [], []
     with torch.no_grad():
@@ -286,6 +287,8 @@ def heldout_report(model, dataset: torch.utils.data.Dataset, priors: dict[str, t
                 parts = losses(logits, batch)
                 totals[name] += float(parts["quality"] + parts["importance"] + parts["types"]
                                       + 0.5 * parts["severity"]) * b
+                for k, v in parts.items():
+                    part_totals[name][k] = part_totals[name].get(k, 0.0) + float(v) * b
             count += b
             known = batch["valid"] & batch["types_known"]
             logits_t.append(out["distortion_logits"][known])
@@ -298,5 +301,6 @@ def heldout_report(model, dataset: torch.utils.data.Dataset, priors: dict[str, t
 
     auc = {t: roc_auc(logits[:, k].tolist(), types[:, k].tolist()) for k, t in enumerate(DISTORTION_TYPES)}
     return {"loss": totals["model"] / count, "label_average_loss": totals["average"] / count,
+            "parts": {name: {k: v / count for k, v in p.items()} for name, p in part_totals.items()},
             "type_auc": auc, "type_auc_mean": sum(auc.values()) / len(auc),
             "quality_srocc": srocc(torch.cat(quality_p).tolist(), torch.cat(quality_t).tolist())}
