@@ -38,7 +38,7 @@ def test_export_trt_dry_run_prints_trtexec_lines_anywhere(model_dir):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("trtexec --onnx=") for line in lines)
-    assert "--maxShapes=masks:16x256x256,crops:16x3x128x128" in lines[1]
+    assert "--maxShapes=masks:16x256x256,crops:16x3x96x96" in lines[1]
 
 
 def test_export_trt_without_tensorrt_is_one_line_exit_2(model_dir, tmp_path):

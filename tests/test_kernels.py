@@ -175,10 +175,10 @@ def test_reference_vs_mask_pool_fp16_features(rng):
         got = mask_pool(torch.from_numpy(f16), torch.from_numpy(masks)).float().numpy()
         empty = binarised_masks_numpy(masks, (h, h)).reshape(B, Q, -1).sum(-1) == 0
         assert empty.any()
-        # Known stock-op behaviour: with fp16 features the binarised mask is fp16 and its
-        # "count + 1e-8" rounds to 0 for an empty mask (1e-8 is below fp16's smallest subnormal),
-        # so an empty ROI pools to 0/0 = NaN. The reference (and the kernel) give exactly 0.
-        assert np.isnan(got[empty]).all() and (want[empty] == 0).all()
+        # The seed's "count + 1e-8" is 0 in fp16 (1e-8 is below its smallest subnormal) and used to
+        # pool an empty ROI to 0/0 = NaN; mask_pool now divides by max(count, 1): exactly 0, as
+        # the reference and the kernel.
+        assert (got[empty] == 0).all() and (want[empty] == 0).all()
         # elsewhere: the mask is divided by its count in fp16 and the result rounded to fp16
         assert_pooled_close([got[~empty]], [want[~empty]], [f16], dict(rtol=5e-3, atol=2e-3), "fp16 stock")
 

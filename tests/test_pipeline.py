@@ -21,9 +21,9 @@ def torch_probs(model, rgb: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarr
     p = model.preset
     boxes = [mask_bbox(m) for m in masks]
     with torch.no_grad():
-        image = T.preprocess_image(torch.from_numpy(rgb), p.image_size)
+        image = T.preprocess_image(torch.from_numpy(rgb), p.image_size, p.mean, p.std)
         m = T.preprocess_masks(torch.from_numpy(masks), p.image_size)
-        crops = T.preprocess_crops(torch.from_numpy(rgb), boxes, p.crop_size)
+        crops = T.preprocess_crops(torch.from_numpy(rgb), boxes, p.crop_size, p.mean, p.std)
         out = model(image, m[None], crops[None])
     return {
         "quality": vocab.softmax(out["quality_logits"][0].numpy()),

@@ -59,7 +59,7 @@ def test_folder_without_weights_or_with_foreign_weights_is_refused(model_dir, tm
     with pytest.raises(ModelFileError, match="no weights.safetensors"):
         load_engine(folder, "torch")
     save_checkpoint(build_model("edge-default"), folder / "weights.safetensors")
-    with pytest.raises(ModelFileError, match="S=384, C=256; model.json says S=256, C=128"):
+    with pytest.raises(ModelFileError, match="S=384, C=128; model.json says S=256, C=96"):
         load_engine(folder, "torch")
 
 

@@ -61,7 +61,7 @@ def test_export_trt_writes_engines_manifest_and_trtexec_lines(fakes, model_dir, 
     assert (key.gpu, key.compute_capability, key.tensorrt, key.precision) == ("Fake Orin", "8.7", "10.3.0", "fp16")
     assert key.onnx_sha256 == ec.file_sha256(model_dir / "assessor.onnx")
     assert key.profile["masks"] == [[1, 256, 256], [8, 256, 256], [32, 256, 256]]
-    assert key.profile["crops"] == [[1, 3, 128, 128], [8, 3, 128, 128], [32, 3, 128, 128]]
+    assert key.profile["crops"] == [[1, 3, 96, 96], [8, 3, 96, 96], [32, 3, 96, 96]]
     assert ec.EngineKey.from_dict(manifest["encoder"]["key"], "test").profile == {}
     # the builder really got the flag, the pool size and the profile
     flags = [b.config.flags for b in trt.state.builders]
@@ -69,15 +69,15 @@ def test_export_trt_writes_engines_manifest_and_trtexec_lines(fakes, model_dir, 
     assert trt.state.builders[-1].config.pools[trt.MemoryPoolType.WORKSPACE] == 512 << 20
     enc_line, ass_line = report.trtexec
     assert "--fp16" in enc_line and "--minShapes" not in enc_line and "--memPoolSize=workspace:512M" in enc_line
-    assert "--minShapes=masks:1x256x256,crops:1x3x128x128" in ass_line
-    assert "--maxShapes=masks:32x256x256,crops:32x3x128x128" in ass_line
+    assert "--minShapes=masks:1x256x256,crops:1x3x96x96" in ass_line
+    assert "--maxShapes=masks:32x256x256,crops:32x3x96x96" in ass_line
 
 
 def test_trtexec_lines_need_neither_tensorrt_nor_gpu(model_dir, monkeypatch):
     monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
     lines = trtexec_lines(model_dir, max_rois=4, opt_rois=2)
     assert lines[0].startswith("trtexec --onnx=") and "encoder.engine" in lines[0]
-    assert "--optShapes=masks:2x256x256,crops:2x3x128x128" in lines[1]
+    assert "--optShapes=masks:2x256x256,crops:2x3x96x96" in lines[1]
     assert "--stronglyTyped" in trtexec_lines(model_dir, strongly_typed=True)[0]
 
 

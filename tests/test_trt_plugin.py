@@ -668,7 +668,7 @@ def test_build_engine_tensorrt_10_3_python_plugin_fp16(install_trt, custom_expor
     assert b.config.pools[trt.MemoryPoolType.WORKSPACE] == 256 << 20
     (profile,) = b.config.profiles
     assert profile.shapes == {"masks": ((1, 256, 256), (8, 256, 256), (32, 256, 256)),
-                              "crops": ((1, 3, 128, 128), (8, 3, 128, 128), (32, 3, 128, 128))}
+                              "crops": ((1, 3, 96, 96), (8, 3, 96, 96), (32, 3, 96, 96))}
     assert info["profile"] == profile.shapes
     (parsed,) = trt.state.parsed
     assert Path(parsed["path"]) != custom_export[0] / "assessor.onnx"   # an annotated temporary copy

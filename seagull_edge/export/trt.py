@@ -206,6 +206,13 @@ def _fp16_onnx(onnx_path: Path, out_path: Path) -> None:
         # keep_io_types=True leaves mistyped Transpose outputs in our encoder (onnxconverter-common
         # 1.16), so convert everything and put float32 Casts around the graph ourselves.
         model = float16.convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=False)
+    # The converter retypes every float tensor but leaves Cast nodes' "to" at float32 (e.g. the
+    # quality filters' bool -> float casts), which then contradicts their outputs' new type.
+    for node in model.graph.node:
+        if node.op_type == "Cast":
+            for attr in node.attribute:
+                if attr.name == "to" and attr.i == onnx.TensorProto.FLOAT:
+                    attr.i = onnx.TensorProto.FLOAT16
     _float32_io(model)
     atomic_write_bytes(out_path, model.SerializeToString())
 

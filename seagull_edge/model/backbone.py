@@ -9,11 +9,40 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import math
+
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from seagull_edge.model.texture import NUM_CHANNELS, TextureMaps
+
+
+class _StaticConv2dSame(nn.Conv2d):
+    """timm's TensorFlow-'SAME' convolution with its pads computed from Python ints.
+
+    timm's ``Conv2dSame`` computes the pads from the input's shape tensors; traced into ONNX that
+    becomes a chain of Shape/Cast/Ceil nodes per convolution, which onnxconverter-common's float16
+    conversion mistypes (TensorRT 11's fp16 path then cannot load the encoder). A tower's input size
+    is fixed, so the pads are constants. Same parameters, same names: weights load as before.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads: list[int] = []
+        for size, k, s, d in zip((int(x.shape[-1]), int(x.shape[-2])), self.kernel_size[::-1],
+                                 self.stride[::-1], self.dilation[::-1]):
+            total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads += [total // 2, total - total // 2]
+        return self._conv_forward(F.pad(x, pads), self.weight, self.bias)
+
+
+def _static_same_padding(module: nn.Module) -> None:
+    from timm.layers.conv2d_same import Conv2dSame
+
+    for child in module.modules():
+        if type(child) is Conv2dSame:
+            child.__class__ = _StaticConv2dSame
 
 
 class Tower(nn.Module):
@@ -35,10 +64,12 @@ class Tower(nn.Module):
         super().__init__()
         self.timm_name = timm_name
         self.img_size = img_size
-        probe = timm.create_model(timm_name, pretrained=False, features_only=True)
+        with torch.device("meta"):  # no memory, and no draw from the RNG that seeds the real weights
+            probe = timm.create_model(timm_name, pretrained=False, features_only=True)
         last_four = tuple(range(len(probe.feature_info))[-4:])  # the levels at strides 4..32
         del probe
         self.body = timm.create_model(timm_name, pretrained=False, features_only=True, out_indices=last_four)
+        _static_same_padding(self.body)
         self.channels: list[int] = list(self.body.feature_info.channels())
         self.reductions: list[int] = list(self.body.feature_info.reduction())
         if self.reductions != [4, 8, 16, 32]:

@@ -123,7 +123,24 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
           dataset: torch.utils.data.Dataset | None = None,
           cache_progress: Callable[[int, int], None] | None = None) -> Path:
     """Train; returns the path of the last model checkpoint. ``dataset``: items shaped as
-    :class:`SynthDataset`'s (default: ``SynthDataset(cfg.data)``; distillation passes its own)."""
+    :class:`SynthDataset`'s (default: ``SynthDataset(cfg.data)``; distillation passes its own).
+
+    On a CPU, denormal floats are flushed to zero while it runs (they made steps ~4x slower) and
+    the setting is put back afterwards: it is process-wide, and other code (hypothesis, for one)
+    refuses to run under it."""
+    on_cpu = not torch.cuda.is_available()
+    if on_cpu:
+        torch.set_flush_denormal(True)
+    try:
+        return _train(cfg, resume, log, progress, dataset, cache_progress)
+    finally:
+        if on_cpu:
+            torch.set_flush_denormal(False)
+
+
+def _train(cfg: TrainConfig, resume: bool, log: Callable[[str], None],
+           progress: Callable[[int, int, dict], None] | None, dataset: torch.utils.data.Dataset | None,
+           cache_progress: Callable[[int, int], None] | None) -> Path:
     rank, local_rank, world = _dist_info()
     distributed = world > 1
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
@@ -132,8 +149,6 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.manual_seed(cfg.seed + rank)
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)  # denormal floats made CPU steps ~4x slower
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -196,6 +211,8 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     model.train()
     if freeze_tower:
         model.tower.eval()  # a frozen tower keeps its BatchNorm statistics too
+    if cfg.freeze_mfe:
+        model.mask_extractor.eval()  # and so does a frozen MFE (the texture branch's BatchNorms)
     while step < cfg.steps:
         data.epoch = epoch
         if sampler is not None:
