@@ -58,7 +58,10 @@ def test_onnxruntime_equals_torch(exported, num_rois):
         want = model.assess(feats_t, masks[None], crops[None])
     feats = enc.run(None, {"image": image.numpy()})
     for f, t in zip(feats, feats_t):
-        np.testing.assert_allclose(f, t.numpy(), atol=ATOL, rtol=1e-4)  # deep random-BN features reach ~10
+        # Random-init BatchNorm towers reach |f| ~ 10 at the deepest level, where float32 sums in
+        # another order differ by ~1e-4: the tolerance scales with the level's largest value.
+        scale = max(1.0, float(t.abs().max()))
+        np.testing.assert_allclose(f, t.numpy(), atol=ATOL * scale, rtol=1e-4)
     got = asr.run(None, {**{f"feat{i}": f for i, f in enumerate(feats)}, "masks": masks.numpy(), "crops": crops.numpy()})
     for name, g in zip(ASSESSOR_OUTPUTS, got):
         w = want[name][0].numpy()
