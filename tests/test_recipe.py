@@ -113,6 +113,12 @@ def test_best_thresholds_maximise_the_sample_averaged_f1():
     # A clean ROI answered "clean" is a full match; one false alarm on it scores 0.
     assert sample_f1(np.zeros((1, 6), bool), np.zeros((1, 6), bool)) == 1.0
     assert sample_f1(np.eye(6, dtype=bool)[:1], np.zeros((1, 6), bool)) == 0.0
+    # the search's vectorised F1 is the metric eval reports (metrics.sample_prf), not a variant of it
+    from seagull_edge.training.metrics import sample_prf
+
+    pred = probs >= 0.6
+    sets = lambda m: [{t for t, x in zip(vocab.DISTORTION_TYPES, row) if x} for row in m]  # noqa: E731
+    assert sample_f1(pred, labels) == pytest.approx(sample_prf(sets(pred), sets(labels))[2])
 
 
 def test_model_json_thresholds_are_validated(tmp_path):

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seagull_edge.model.texture import NUM_CHANNELS, TextureMaps
+
 LEVEL_NAMES = ("res2", "res3", "res4", "res5")
 
 
@@ -143,8 +145,6 @@ class LocalTextureBranch(nn.Module):
     def __init__(self, mean: Sequence[float], std: Sequence[float], out_dim: int, hidden: int,
                  widths: Sequence[int] = (16, 32, 64)) -> None:
         super().__init__()
-        from seagull_edge.model.texture import NUM_CHANNELS, TextureMaps
-
         self.filters = TextureMaps(mean, std, stride=4)
         layers: list[nn.Module] = []
         c_in = 3

@@ -19,8 +19,8 @@ from seagull_edge import vocab
 from seagull_edge.runtime import Assessor
 from seagull_edge.runtime.config import ModelConfig
 from seagull_edge.runtime.prompts import Roi
-from seagull_edge.training.dataset import read_manifests
-from seagull_edge.training.evaluate import AMBIGUOUS_COVER
+from seagull_edge.errors import SeagullInputError
+from seagull_edge.training.dataset import read_manifests, types_known
 from seagull_edge.training.rois import decode_rle
 
 GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
@@ -39,7 +39,7 @@ def type_probabilities(model: str | Path, data: str | Path, splits: Sequence[str
         result = assessor.predict([Roi(decode_rle(r["rle"]), {"id": i}) for i, r in enumerate(rec["rois"])],
                                   tasks="distortion")
         for truth, pred in zip(rec["rois"], result.rois):
-            if truth.get("partial_cover", 0.0) >= AMBIGUOUS_COVER:
+            if not types_known(truth):
                 continue
             p = {d.type: d.prob for d in pred.distortions}
             probs.append([p[t] for t in vocab.DISTORTION_TYPES])
@@ -98,6 +98,8 @@ def calibrate(model: str | Path, data: str | Path, splits: Sequence[str] | None 
               progress: Callable[[int, int], None] | None = None) -> dict[str, dict]:
     """Choose the thresholds on ``data`` and write them into ``model/model.json`` (atomically)."""
     probs, labels = type_probabilities(model, data, splits, backend, progress)
+    if not len(probs):
+        raise SeagullInputError(f"{data}: no ROI with known distortion types to calibrate on")
     chosen = best_thresholds(probs, labels)
     overall = chosen.pop("_all")
     cfg = ModelConfig.load(model)

@@ -43,6 +43,16 @@ def read_manifests(root: str | Path, splits: Sequence[str] | None = None) -> lis
     return sorted(records, key=lambda r: r["index"])
 
 
+#: A distorted region covering this share of an ROI, or more, without labelling it (below synth's
+#: coverage rule) makes the ROI's "clean" label unreliable: its types are treated as unknown.
+AMBIGUOUS_COVER = 0.1
+
+
+def types_known(roi: dict[str, Any]) -> bool:
+    """Whether a manifest ROI's distortion types can be trusted (see ``AMBIGUOUS_COVER``)."""
+    return roi.get("partial_cover", 0.0) < AMBIGUOUS_COVER
+
+
 def unit_position(score: float, bounds: Sequence[float]) -> float:
     """A label score -> its position on the 0..4 level axis: each level's bin maps linearly onto
     [k - 0.5, k + 0.5] (the end bins onto [0, 0.5] and [3.5, 4]), so rounding gives the level."""
@@ -71,22 +81,20 @@ class SynthDataset(torch.utils.data.Dataset):
     quality_soft [Q,5], importance_soft [Q,5], quality [Q] (HaarPSI), importance [Q],
     types [Q,6] (0/1), severity [Q,6] (level index, -1 where the type is absent),
     types_known [Q] bool: False where a distorted region covers part of the ROI but too little to
-    label it (``partial_cover`` >= ``ambiguous_cover``): such a "clean" label is unreliable, so
-    the ROI carries no types loss.
+    label it (:func:`types_known`): such a "clean" label is unreliable, so the ROI carries no
+    types loss.
 
     ``mean``, ``std``: the model's pixel normalisation (its preset's).
     """
 
     def __init__(self, root: str | Path, image_size: int, crop_size: int, rois: int = 6,
                  splits: Sequence[str] | None = None, seed: int = 0,
-                 mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD,
-                 ambiguous_cover: float = 0.1) -> None:
+                 mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD) -> None:
         self.root = Path(root)
         self.records = read_manifests(self.root, splits)
         self.image_size = image_size
         self.crop_size = crop_size
         self.mean, self.std = tuple(mean), tuple(std)
-        self.ambiguous_cover = ambiguous_cover
         self.rois = rois
         self.seed = seed
         self.epoch = 0
@@ -128,7 +136,7 @@ class SynthDataset(torch.utils.data.Dataset):
             "masks": torch.from_numpy(imops.preprocess_masks(masks, self.image_size).astype(np.uint8)),
             "crops": torch.from_numpy(imops.preprocess_crops(rgb, boxes, self.crop_size, self.mean, self.std)),
             "valid": torch.from_numpy(valid),
-            "types_known": torch.tensor([r.get("partial_cover", 0.0) < self.ambiguous_cover for r in rois]),
+            "types_known": torch.tensor([types_known(r) for r in rois]),
             "quality": torch.tensor([r["quality"] for r in rois], dtype=torch.float32),
             "importance": torch.tensor([r["importance"] for r in rois], dtype=torch.float32),
             "quality_soft": torch.from_numpy(np.stack(

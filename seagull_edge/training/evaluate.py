@@ -15,11 +15,10 @@ import numpy as np
 from seagull_edge import vocab
 from seagull_edge.runtime import Assessor
 from seagull_edge.runtime.prompts import Roi
-from seagull_edge.training.dataset import read_manifests
+from seagull_edge.training.dataset import read_manifests, types_known
 from seagull_edge.training.metrics import RoiRecord, evaluate, srocc
 from seagull_edge.training.rois import decode_rle
 
-AMBIGUOUS_COVER = 0.1  # as SynthDataset: a region covering this much of a "clean" ROI makes it unsure
 
 
 def _score_metrics(scores: list[float], truth: list[dict], images: list[int], modes: list[str]) -> dict:
@@ -57,7 +56,7 @@ def evaluate_model(model: str | Path | None, data: str | Path, splits: Sequence[
     """Metrics of a model folder on the ROIs of ``data`` (see :func:`metrics.evaluate`), plus
     the score-only metrics of :func:`_score_metrics` (``localization``, ``severity_srocc``),
     ``clean_flagged`` (the fraction of clean ROIs given any distortion; ``unambiguous``: only
-    those no distorted region touches by ``AMBIGUOUS_COVER`` or more) and, with ``baseline``,
+    those whose types are known, :func:`dataset.types_known`) and, with ``baseline``,
     the baseline's score-only metrics on the same ROIs."""
     assessor = Assessor.from_pretrained(model, backend=backend)
     scorer = None
@@ -96,7 +95,7 @@ def evaluate_model(model: str | Path | None, data: str | Path, splits: Sequence[
             modes.append(rec.get("mode", ""))
             model_scores.append(pred.quality.score)
             if not true_types:
-                flagged.append((bool(pred.distortions), t.get("partial_cover", 0.0) < AMBIGUOUS_COVER))
+                flagged.append((bool(pred.distortions), types_known(t)))
             if scorer is not None:
                 baseline_scores.append(-scorer.score_roi(assessor.image, mask))  # lower BRISQUE = better
         if progress:

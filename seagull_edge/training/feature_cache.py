@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from seagull_edge.errors import SeagullInputError
 from seagull_edge.fileio import atomic_write_text
 
 CACHE_JSON = "cache.json"
@@ -41,7 +42,7 @@ class FeatureCache:
         self.folder = Path(folder)
         self.info = json.loads((self.folder / CACHE_JSON).read_text())
         if self.info.get("done", 0) != self.info["count"]:
-            raise ValueError(f"{self.folder}: incomplete feature cache")
+            raise SeagullInputError(f"{self.folder}: incomplete feature cache (rerun train to finish it)")
         self.levels = [np.load(self.folder / f"feat{i}.npy", mmap_mode="r") for i in range(4)]
 
     def __len__(self) -> int:
@@ -61,7 +62,7 @@ class FeatureCache:
         meta_path = folder / CACHE_JSON
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
         if meta is not None and {k: meta.get(k) for k in want} != want:
-            raise ValueError(f"{folder}: a feature cache of other data or another model; remove it or "
+            raise SeagullInputError(f"{folder}: a feature cache of other data or another model; remove it or "
                              "name another folder")
         n = len(ids)
         shapes = [(n, c, s, s) for c, s in zip(model.tower.channels, model.tower.sizes)]
