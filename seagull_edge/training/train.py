@@ -6,6 +6,12 @@
 Checkpoints are safetensors, never pickle: ``RUN/last.safetensors`` (the model, loadable by
 ``export onnx --checkpoint``), ``RUN/last.optim.safetensors`` (AdamW's moments) and
 ``RUN/state.json`` (step, schedule, config); each is replaced atomically.
+
+The three are one unit: each names its save, ``{"step": N, "run": ID}`` (safetensors metadata in
+the two tensor files, fields of ``state.json``; ``ID`` is drawn when a run starts and kept by
+``--resume``). A save writes the weights, then the optimizer, then ``state.json`` last, so a kill
+mid-save leaves files that name different saves, and ``--resume`` (:func:`check_resumable`)
+refuses them, as it refuses a truncated or torn file: :class:`ModelFileError`, exit code 2.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import json
 import math
 import os
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,6 +28,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from seagull_edge.errors import ModelFileError
 from seagull_edge.model import build_model
 from seagull_edge.model.checkpoint import load_checkpoint, save_checkpoint
 from seagull_edge.fileio import atomic_write_text
@@ -94,28 +102,128 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
-    """AdamW state as safetensors (tensors) + its param groups in the metadata."""
+def save_optimizer(opt: torch.optim.Optimizer, path: Path, extra: dict[str, str] | None = None) -> None:
+    """AdamW state as safetensors (tensors) + its param groups (and ``extra``) in the metadata."""
     from safetensors.torch import save_file
 
     sd = opt.state_dict()
     tensors = {f"{idx}.{k}": v.detach().cpu().contiguous() if torch.is_tensor(v) else torch.tensor(v)
                for idx, st in sd["state"].items() for k, v in st.items()}
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"param_groups": json.dumps(sd["param_groups"])})
+    save_file(tensors, str(tmp), metadata={"param_groups": json.dumps(sd["param_groups"])} | dict(extra or {}))
     tmp.replace(path)
 
 
 def load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
-    from safetensors import safe_open
+    """Load :func:`save_optimizer`'s file into ``opt``; a file that is not one, or whose groups and
+    shapes do not fit ``opt``'s parameters (another preset or freezing), is a :class:`ModelFileError`."""
+    from safetensors import SafetensorError, safe_open
+
+    def refuse(why: str) -> ModelFileError:
+        return ModelFileError(f"{str(path)!r}: {why}")
 
     state: dict[int, dict[str, torch.Tensor]] = {}
-    with safe_open(str(path), framework="pt") as fh:
-        groups = json.loads(fh.metadata()["param_groups"])
-        for key in fh.keys():
-            idx, name = key.split(".", 1)
-            state.setdefault(int(idx), {})[name] = fh.get_tensor(key)
-    opt.load_state_dict({"state": state, "param_groups": groups})
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            groups = json.loads((fh.metadata() or {})["param_groups"])
+            for key in fh.keys():
+                idx, name = key.split(".", 1)
+                state.setdefault(int(idx), {})[name] = fh.get_tensor(key)
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        raise refuse(f"not an optimizer state ({_one_line(exc)})") from None
+    params = [p for g in opt.param_groups for p in g["params"]]
+    if not isinstance(groups, list) or [len(g.get("params", ())) if isinstance(g, dict) else -1 for g in groups] \
+            != [len(g["params"]) for g in opt.param_groups]:
+        raise refuse("its parameter groups do not fit this model (was the run started with another "
+                     "--preset or --freeze-tower/--train-tower?)")
+    for idx, st in state.items():
+        if not 0 <= idx < len(params) or any(v.ndim and v.shape != params[idx].shape for v in st.values()):
+            raise refuse(f"its state for parameter {idx} does not fit this model's (was the run started "
+                         "with another --preset or --freeze-tower/--train-tower?)")
+    try:
+        opt.load_state_dict({"state": state, "param_groups": groups})
+    except (KeyError, ValueError, TypeError) as exc:
+        raise refuse(f"cannot be loaded ({_one_line(exc)})") from None
+
+
+# ----------------------------------------------------------------------------- resuming
+
+WEIGHTS, OPTIM, STATE = "last.safetensors", "last.optim.safetensors", "state.json"
+
+
+@dataclass(frozen=True)
+class SavePoint:
+    """What a run's files say of the save that wrote them: its step and the run's id."""
+
+    step: int
+    run: str
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def check_resumable(out: str | os.PathLike) -> SavePoint:
+    """Check that ``out``'s weights, optimizer and ``state.json`` are whole and were written by one
+    save; returns that save's step and run id. Reads headers only (cheap: no tensor is loaded).
+
+    Raises :class:`ModelFileError` (one line: which file, at which step, what to do) for a missing,
+    truncated or torn file, or files that name different saves (a save was killed part-way)."""
+    from safetensors import SafetensorError, safe_open
+
+    out = Path(out)
+    weights, optim, state_path = out / WEIGHTS, out / OPTIM, out / STATE
+    start_again = "start the run again without --resume"
+    keep_weights = (f"{start_again}, or from its newest weights with --init {str(weights)!r} "
+                    "(a new optimizer and schedule)")
+
+    def refuse(path: Path, why: str, todo: str) -> ModelFileError:
+        return ModelFileError(f"--resume: {str(path)!r} {why}; {todo}")
+
+    try:
+        state = json.loads(state_path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise ModelFileError(f"--resume: {str(out)!r} holds no run to resume (no {STATE})") from None
+    except (OSError, ValueError, RecursionError) as exc:  # JSON and UTF-8 errors; JSON nested too deeply
+        raise refuse(state_path, f"is torn or not a training state ({_one_line(exc)})", keep_weights) from None
+    step = state.get("step") if isinstance(state, dict) else None
+    if type(step) is not int or step < 0:  # noqa: E721 - bool is an int subclass, and not a step
+        raise refuse(state_path, f"is torn or not a training state (its \"step\" is {step!r}, "
+                     "not a whole number >= 0)", keep_weights)
+    run = state.get("run")
+    if run is not None and not isinstance(run, str):
+        raise refuse(state_path, f"is torn or not a training state (its \"run\" is {run!r})", keep_weights)
+    points: dict[str, tuple[int | None, str | None]] = {STATE: (step, run)}
+
+    for path, todo in ((weights, start_again), (optim, keep_weights)):
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = fh.metadata() or {}
+        except FileNotFoundError:
+            raise refuse(path, "is missing", todo) from None
+        except (SafetensorError, OSError) as exc:
+            raise refuse(path, f"is truncated or not a safetensors file ({_one_line(exc)})", todo) from None
+        try:
+            points[path.name] = (int(meta["step"]) if "step" in meta else None, meta.get("run"))
+        except ValueError:
+            raise refuse(path, f"is not one of this run's checkpoints (its step is {meta['step']!r})", todo) from None
+
+    # Runs saved before the files named their save: the weights carry a step, the optimizer and
+    # state.json's run id do not. Their consistency cannot be proven (a later run started in the
+    # same folder and killed in its first save leaves its weights beside the old run's optimizer
+    # and state at the same step), so they are refused, with the way to keep the weights.
+    if any(run is None or s is None for s, run in points.values()):
+        raise ModelFileError(f"--resume: {str(out)!r} was saved by an older seagull-edge whose files do not "
+                             f"record which save wrote them, so they cannot be checked for a killed save; "
+                             f"{keep_weights}")
+    if len(set(points.values())) > 1:
+        same_step = len({s for s, _ in points.values()}) == 1
+        where = ", ".join(f"{name!r} at step {points[name][0]}" + (f" of run {points[name][1]!r}" if same_step else "")
+                          for name in (WEIGHTS, OPTIM, STATE))
+        raise ModelFileError(f"--resume: the files in {str(out)!r} were written by different "
+                             f"{'runs' if same_step else 'saves'} (a save was interrupted): {where}; {keep_weights}")
+    return SavePoint(step, str(points[STATE][1]))
 
 
 def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
@@ -150,6 +258,11 @@ def _train(cfg: TrainConfig, resume: bool, log: Callable[[str], None],
         torch.cuda.set_device(device)
     torch.manual_seed(cfg.seed + rank)
     out = Path(cfg.out)
+    state_path = out / STATE
+    # Checked before anything is built: a run that cannot be resumed is refused at once. (Without
+    # a state.json there is nothing to resume: `train --resume` refuses that itself, distil starts.)
+    saved = check_resumable(out) if resume and state_path.exists() else None
+    run_id = saved.run if saved is not None else uuid.uuid4().hex[:12]  # every save of this run names it
     out.mkdir(parents=True, exist_ok=True)
 
     model = build_model(cfg.preset, pretrained=not cfg.init).to(device)
@@ -167,12 +280,10 @@ def _train(cfg: TrainConfig, resume: bool, log: Callable[[str], None],
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(cfg.warmup, cfg.steps))
     step = 0
-    state_path = out / "state.json"
-    if resume and state_path.exists():
-        state = json.loads(state_path.read_text())
-        load_checkpoint(model, out / "last.safetensors")
-        load_optimizer(opt, out / "last.optim.safetensors")
-        step = int(state["step"])
+    if saved is not None:
+        load_checkpoint(model, out / WEIGHTS)  # whole (checked above); keys and shapes are checked here
+        load_optimizer(opt, out / OPTIM)
+        step = saved.step
         sched.last_epoch = step - 1
         sched.step()
         log(f"resumed at step {step}")
@@ -200,11 +311,13 @@ def _train(cfg: TrainConfig, resume: bool, log: Callable[[str], None],
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     def save() -> None:
+        """Weights, optimizer, then state.json: each names this save (see the module's docstring)."""
         if rank != 0:
             return
-        save_checkpoint(model, out / "last.safetensors", extra={"step": str(step)})
-        save_optimizer(opt, out / "last.optim.safetensors")
-        atomic_write_text(state_path, json.dumps({"step": step, "config": asdict(cfg)}, indent=2))
+        mark = {"step": str(step), "run": run_id}
+        save_checkpoint(model, out / WEIGHTS, extra=mark)
+        save_optimizer(opt, out / OPTIM, extra=mark)
+        atomic_write_text(state_path, json.dumps({"step": step, "run": run_id, "config": asdict(cfg)}, indent=2))
 
     epoch = step * cfg.batch_size * world // max(1, len(data))
     t0, first_step = time.time(), step
@@ -248,7 +361,7 @@ def _train(cfg: TrainConfig, resume: bool, log: Callable[[str], None],
     save()
     if distributed:
         torch.distributed.destroy_process_group()
-    return out / "last.safetensors"
+    return out / WEIGHTS
 
 
 # ----------------------------------------------------------------------------- is it learning?
