@@ -25,15 +25,17 @@ cleanly; the returned :class:`StreamStats` says how far it got.
 
 from __future__ import annotations
 
+import errno
 import glob as globmod
 import json
 import os
 import re
+import stat
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -270,7 +272,9 @@ def run_stream(assessor: Any, source: FrameSource | Iterable[Frame], write_line:
     ``max_frames``: stop after this many processed frames. ``overlay_dir``: also write
     ``frame_<index>.png`` overlays there. A frame that cannot be read or whose prompts do not
     fit it gets an error line and the stream goes on; KeyboardInterrupt ends it cleanly
-    (``stats.interrupted``). Other exceptions propagate.
+    (``stats.interrupted``), and so does a :class:`BrokenPipeError` from ``write_line`` (the
+    reader went away: ``stats.ended_by``). Other exceptions propagate; a :class:`StreamWriteError` from
+    ``write_line`` (e.g. :class:`JsonlWriter` on a full disk) carries the stats in ``exc.stats``.
     """
     from seagull_edge.runtime.overlay import write_overlay
     from seagull_edge.runtime.pipeline import parse_tasks
@@ -294,12 +298,20 @@ def run_stream(assessor: Any, source: FrameSource | Iterable[Frame], write_line:
                                              name=frame.name, decode_ms=frame.read_ms)
                 except SeagullInputError as exc:
                     error = str(exc)
-            stats.processed += 1
+            try:
+                write_line(frame_line(frame, name, result, error))
+            except BrokenPipeError:  # the reader went away (e.g. `| head`): a clean end, like Ctrl-C
+                stats.ended_by = "the reader went away"
+                break
+            except StreamWriteError as exc:  # full disk etc.: the summary still says how far it got
+                stats.ended_by = "the lines cannot be written"
+                exc.stats = stats
+                raise
+            stats.processed += 1  # counted once its line is out
             if result is None:
                 stats.failed += 1
             else:
                 stats.total_ms += result.timings_ms["total"]
-            write_line(frame_line(frame, name, result, error))
             if result is not None and overlay_dir is not None:
                 write_overlay(Path(overlay_dir) / f"frame_{frame.index:06d}.png", assessor.image, result,
                               assessor.last_rois)
@@ -311,38 +323,144 @@ def run_stream(assessor: Any, source: FrameSource | Iterable[Frame], write_line:
         stats.interrupted = True
     finally:
         stats.wall_s = time.perf_counter() - t_start
-        stats.ended_by = getattr(source, "ended_by", None)
+        stats.ended_by = stats.ended_by or getattr(source, "ended_by", None)
     return stats
 
 
+class StreamWriteError(SeagullInputError):
+    """The stream's lines cannot be written (full disk, file too large, ...): one line saying how
+    many whole lines were written. :func:`run_stream` sets ``stats`` (how far the stream got) before
+    it lets this propagate, so a caller can still print the summary."""
+
+    def __init__(self, message: str, lines: int = 0) -> None:
+        super().__init__(message)
+        self.lines = lines
+        self.stats: StreamStats | None = None
+
+
 class JsonlWriter:
-    """Lines to stdout (``"-"``) or a file, each written and flushed at once (a reader can follow)."""
+    """Lines to stdout (``"-"``) or a file, each written at once (a reader can follow).
+
+    A file is written unbuffered (``os.write``) and holds whole lines only: when a write fails
+    (no space left, file too large), or is cut short by Ctrl-C, the file is truncated back to the
+    end of the last whole line and :class:`StreamWriteError` says how many lines it holds. On
+    stdout (written to its file descriptor, not through ``sys.stdout``'s buffer) a write error is a
+    :class:`StreamWriteError` too, except a :class:`BrokenPipeError` (the reader went away, e.g.
+    ``| head``): that propagates unchanged (:func:`run_stream` then ends cleanly), with stdout
+    pointed at /dev/null so that nothing fails on it again at exit.
+    """
+
+    _os_write = staticmethod(os.write)  # the one system call that writes (tests replace it)
 
     def __init__(self, target: str | os.PathLike = "-") -> None:
         self.name = str(target)
+        self.lines = 0  # whole lines written
         self._own = self.name != "-"
+        self._offset = 0  # file offset after the last whole line
+        self._regular = False  # a regular file (which can be truncated back)
+        self._fd: int | None = None
         if self._own:
             path = Path(target)
             if path.is_dir():
-                raise SeagullInputError(f"--jsonl {path}: is a folder; give a file name or -")
+                raise SeagullInputError(f"--jsonl {self.name!r}: is a folder; give a file name or -")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self._fh: TextIO = open(path, "w", encoding="utf-8", newline="\n")
+                self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
+                self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
             except OSError as exc:
-                raise SeagullInputError(f"--jsonl {path}: cannot write ({exc.strerror or exc})") from None
-        else:
-            self._fh = sys.stdout
+                raise SeagullInputError(f"--jsonl {self.name!r}: cannot write ({exc.strerror or exc})") from None
+
+    def _write_fd(self, fd: int, data: bytes) -> int:
+        """os.write until all of ``data`` is written (a write may take only part of it)."""
+        view, done = memoryview(data), 0
+        while done < len(view):
+            n = self._os_write(fd, view[done:])
+            if n <= 0:  # not expected from a blocking fd; do not spin
+                raise OSError(errno.EIO, "the write made no progress")
+            done += n
+        return done
+
+    def _stdout_fd(self) -> int | None:
+        try:
+            return sys.stdout.fileno()
+        except (AttributeError, OSError, ValueError):  # replaced (pytest's capsys, a StringIO)
+            return None
 
     def __call__(self, line: str) -> None:
-        self._fh.write(line + "\n")
-        self._fh.flush()
+        data = (line + "\n").encode("utf-8")
+        if self._own:
+            self._write_file(data)
+        else:
+            self._write_stdout(data)
+        self.lines += 1
+
+    def _write_file(self, data: bytes) -> None:
+        assert self._fd is not None
+        try:
+            self._write_fd(self._fd, data)
+        except BaseException as exc:  # OSError, or KeyboardInterrupt between two partial writes
+            whole = self._truncate_back()
+            if not isinstance(exc, OSError) or isinstance(exc, BrokenPipeError):  # (a FIFO's reader left)
+                raise
+            held = (f"the file holds those {self.lines} whole lines" if whole else
+                    "the file may end in a partial line")
+            raise StreamWriteError(f"--jsonl {self.name!r}: cannot write ({exc.strerror or exc}) after "
+                                   f"{self.lines} lines; {held}", self.lines) from None
+        self._offset += len(data)
+
+    def _truncate_back(self) -> bool:
+        """Cut the file back to its last whole line; False when that is not possible."""
+        if not self._regular or self._fd is None:
+            return False
+        try:
+            os.ftruncate(self._fd, self._offset)
+            os.lseek(self._fd, self._offset, os.SEEK_SET)
+        except OSError:
+            return False
+        return True
+
+    def _write_stdout(self, data: bytes) -> None:
+        try:
+            fd = self._stdout_fd()
+            if fd is None:
+                sys.stdout.write(data.decode("utf-8"))
+                sys.stdout.flush()
+            else:
+                # Straight to the fd, not through sys.stdout's buffer: a failed write leaves nothing
+                # buffered for the interpreter to fail on again at exit ("Exception ignored ...").
+                sys.stdout.flush()
+                self._write_fd(fd, data)
+        except BrokenPipeError:
+            fd = self._stdout_fd()
+            if fd is not None:  # nothing more can reach the reader: later writes and the exit flush go nowhere
+                try:
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, fd)
+                    os.close(devnull)
+                except OSError:
+                    pass
+            raise
+        except OSError as exc:
+            raise StreamWriteError(f"--jsonl '-': cannot write to stdout ({exc.strerror or exc}) after "
+                                   f"{self.lines} lines", self.lines) from None
 
     def close(self) -> None:
-        if self._own:
-            self._fh.close()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)
+            except OSError as exc:  # e.g. NFS reports a full disk only here
+                raise StreamWriteError(f"--jsonl {self.name!r}: cannot write ({exc.strerror or exc}) after "
+                                       f"{self.lines} lines; the file may be incomplete", self.lines) from None
 
     def __enter__(self) -> "JsonlWriter":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # already failing: do not hide that error behind one from close()
+            self.close()
+        except StreamWriteError:
+            pass
