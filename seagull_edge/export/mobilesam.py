@@ -262,7 +262,11 @@ def export_mobilesam(checkpoint: str | os.PathLike | None, out_dir: str | os.Pat
     Arguments:
       checkpoint: a SAM-layout state dict (``mobile_sam.pt`` for vit_t, ``sam_vit_b_01ec64.pth``
         for vit_b, ...); ``None`` only together with ``random_init=True``.
-      out_dir: the folder (created if needed).
+      out_dir: the folder (created if needed). It is written beside ``out_dir`` and swapped in as
+        a whole (:func:`seagull_edge.fileio.replace_folder_atomically`): a failed or
+        interrupted export leaves an existing folder as it was; an existing MobileSAM folder is
+        replaced with everything in it (TensorRT engines built from the old graphs included); a
+        file or a non-empty folder without ``mobilesam.json`` is refused (SeagullInputError).
       model_type: ``vit_t`` (MobileSAM), ``vit_b`` or ``vit_l``.
       opset: ONNX opset (17: TensorRT 8.6/10.x and onnxruntime >= 1.14 read it).
       random_init: random weights from ``seed`` (tests, benchmarks; the masks mean nothing).
@@ -277,14 +281,21 @@ def export_mobilesam(checkpoint: str | os.PathLike | None, out_dir: str | os.Pat
         raise SeagullInputError("give either a checkpoint or random_init, not both")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise ModelFileError(f"checkpoint {checkpoint}: no such file")
-    torch.manual_seed(seed)
-    sam = build_sam(model_type)
-    if checkpoint is not None:
-        load_sam_checkpoint(sam, checkpoint, model_type)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MOBILESAM_JSON).unlink(missing_ok=True)  # the folder is incomplete until the json is back
+    from seagull_edge.fileio import replace_folder_atomically
 
+    # Checked (and refused) before the model is built; the folder is swapped in once complete.
+    with replace_folder_atomically(out_dir, MOBILESAM_JSON) as staging:
+        torch.manual_seed(seed)
+        sam = build_sam(model_type)
+        if checkpoint is not None:
+            load_sam_checkpoint(sam, checkpoint, model_type)
+        _write_folder(sam, staging, checkpoint, model_type, opset, seed, check)
+    return Path(out_dir)
+
+
+def _write_folder(sam: nn.Module, out: Path, checkpoint: str | os.PathLike | None, model_type: str, opset: int,
+                  seed: int, check: bool) -> None:
+    """export_mobilesam's files, written into the (staging) folder ``out``; mobilesam.json last."""
     _export(ImageEncoderGraph(sam).eval(), (torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE),), out / ENCODER_FILE,
             list(ENCODER_INPUTS), list(ENCODER_OUTPUTS), {}, opset)
     _export(MaskDecoderGraph(sam).eval(), example_decoder_inputs(), out / DECODER_FILE,
@@ -311,4 +322,3 @@ def export_mobilesam(checkpoint: str | os.PathLike | None, out_dir: str | os.Pat
         "version": __version__,
     }
     atomic_write_text(out / MOBILESAM_JSON, json.dumps(meta, indent=2) + "\n")
-    return out

@@ -17,8 +17,10 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from seagull_edge.fileio import replace_folder_atomically
 from seagull_edge.model.seagull import SeagullEdge
-from seagull_edge.runtime.config import ASSESSOR_INPUTS, ASSESSOR_OUTPUTS, ENCODER_OUTPUTS, WEIGHTS_FILE, ModelConfig
+from seagull_edge.runtime.config import (ASSESSOR_INPUTS, ASSESSOR_OUTPUTS, ENCODER_OUTPUTS, MODEL_JSON, WEIGHTS_FILE,
+                                         ModelConfig)
 
 OPSET = 17  # TensorRT 8.6 / 10.x (JetPack 6) and onnxruntime >= 1.14 all read opset 17
 
@@ -119,15 +121,26 @@ def export_onnx(model: SeagullEdge, out_dir: str | Path, model_name: str = "", t
 
     ``roi_pool``: ``"onnx"`` exports masked ROI pooling as stock ONNX ops; ``"custom"`` as one
     ``seagull::MaskedRoiPool`` node (for the TensorRT plugin) that also carries its stock-op
-    definition as an ONNX function (so onnxruntime runs it too). ``model.json`` is written
-    last, so a folder that has it holds both complete graphs.
-    """
-    import onnx
+    definition as an ONNX function (so onnxruntime runs it too).
 
+    The folder is written beside ``out_dir`` and then swapped in as a whole
+    (:func:`replace_folder_atomically`): an export that fails or is interrupted leaves an
+    existing ``out_dir`` as it was, never a mix of new and old files. An existing model folder
+    is replaced with everything in it (TensorRT engines built from the old graphs included); a
+    file, or a non-empty folder without ``model.json``, is refused (SeagullInputError).
+    ``model.json`` is written last, so a folder that has it holds both complete graphs.
+    """
     if roi_pool not in ("onnx", "custom"):
         raise ValueError(f"roi_pool must be 'onnx' or 'custom', got {roi_pool!r}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with replace_folder_atomically(out_dir, MODEL_JSON) as staging:
+        return _write_model_folder(model, staging, model_name, trained, check, roi_pool, weights, fp16_weights)
+
+
+def _write_model_folder(model: SeagullEdge, out_dir: Path, model_name: str, trained: bool, check: bool,
+                        roi_pool: str, weights: bool, fp16_weights: bool) -> ModelConfig:
+    """export_onnx's files, written into the (staging) folder ``out_dir``; model.json last."""
+    import onnx
+
     model = model.eval()
     cfg = model_config(model, model_name, trained)
     cfg.roi_pool = roi_pool
