@@ -8,7 +8,6 @@ becomes a square box around it (:data:`POINT_BOX_FRACTION` of the shorter image 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from seagull_edge.errors import ImageError, PromptError
+from seagull_edge.inputs import loads_json, shown, shown_value
 from seagull_edge.runtime.image import imdecode
 
 POINT_BOX_FRACTION = 0.125
@@ -67,9 +67,9 @@ def _seq(values: Sequence[float], n: int, what: str) -> list[float]:
     try:
         out = [float(v) for v in values]
     except (TypeError, ValueError):
-        raise PromptError(f"{what} {values!r}: expected {n} numbers") from None
+        raise PromptError(f"{what} {shown_value(values)}: expected {n} numbers") from None
     if len(out) != n or not all(np.isfinite(out)):
-        raise PromptError(f"{what} {values!r}: expected {n} finite numbers")
+        raise PromptError(f"{what} {shown_value(values)}: expected {n} finite numbers")
     return out
 
 
@@ -110,12 +110,12 @@ def mask_to_roi(mask: np.ndarray, width: int, height: int, name: str = "mask") -
     if mask.ndim == 3:
         mask = mask.max(axis=2)
     if mask.ndim != 2:
-        raise PromptError(f"{name}: expected a 2-D mask, got shape {mask.shape}")
+        raise PromptError(f"{shown(name)}: expected a 2-D mask, got shape {mask.shape}")
     if mask.shape != (height, width):
-        raise PromptError(f"{name}: mask is {mask.shape[1]}x{mask.shape[0]}, the image is {width}x{height}")
+        raise PromptError(f"{shown(name)}: mask is {mask.shape[1]}x{mask.shape[0]}, the image is {width}x{height}")
     mask = mask > 0
     if not mask.any():
-        raise PromptError(f"{name}: mask is empty")
+        raise PromptError(f"{shown(name)}: mask is empty")
     return Roi(mask, {"mask": name})
 
 
@@ -123,12 +123,12 @@ def load_mask_png(path: str | os.PathLike, width: int, height: int) -> Roi:
     """A mask image file (any nonzero pixel is inside) -> ROI."""
     path = Path(path)
     if not path.is_file():
-        raise PromptError(f"mask {path}: no such file")
+        raise PromptError(f"mask {shown(path)}: no such file")
     data = np.fromfile(path, dtype=np.uint8)
     try:
         if not data.size:
-            raise ImageError(f"{path}: not a decodable image (empty file)")
-        m = imdecode(data, str(path))
+            raise ImageError(f"{shown(path)}: not a decodable image (empty file)")
+        m = imdecode(data, shown(path))
     except ImageError as exc:
         raise PromptError(f"mask {exc}") from None
     if m.ndim == 3 and m.shape[2] == 4:
@@ -146,18 +146,17 @@ def rle_to_roi(rle: str | dict | bytes, width: int, height: int, name: str = "rl
     if isinstance(obj, bytes):
         obj = obj.decode("ascii", errors="replace")
     if isinstance(obj, str) and obj.lstrip().startswith("{"):
-        try:
-            obj = json.loads(obj)
-        except json.JSONDecodeError as exc:
-            raise PromptError(f"{name}: not valid JSON ({exc.msg})") from None
+        obj = loads_json(obj, name, PromptError)
     if isinstance(obj, str):
         obj = {"size": [height, width], "counts": obj}
     if not isinstance(obj, dict) or "counts" not in obj:
         raise PromptError(f"{name}: expected a COCO RLE (counts string or {{'size', 'counts'}})")
     size = obj.get("size", [height, width])
+    # Compared as numbers, never converted: int() of NaN, Infinity or 1e999 raises.
     if (not isinstance(size, (list, tuple)) or len(size) != 2
-            or [int(s) if isinstance(s, (int, float)) else -1 for s in size] != [height, width]):
-        raise PromptError(f"{name}: RLE size {size!r} does not match the {width}x{height} image")
+            or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in size)
+            or list(size) != [height, width]):
+        raise PromptError(f"{name}: RLE size {shown_value(size)} does not match the {width}x{height} image")
     counts = obj["counts"]
     if isinstance(counts, bytes):  # as pycocotools.mask.encode returns it
         counts = counts.decode("ascii", errors="replace")

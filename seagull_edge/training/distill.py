@@ -33,7 +33,7 @@ from seagull_edge import vocab
 from seagull_edge.errors import SeagullInputError
 from seagull_edge.runtime import image as imops
 from seagull_edge.runtime.config import CLIP_MEAN, CLIP_STD
-from seagull_edge.runtime.batch import BatchItem, read_seed_batch
+from seagull_edge.runtime.batch import BatchItem, read_seed_batch, require_valid
 
 __all__ = ["parse_distortion_answer", "teacher_labels", "read_teacher_labels", "TeacherDataset", "distill",
            "propose_batch",
@@ -382,7 +382,7 @@ def distill(labels_jsonl: str | os.PathLike, out_run: str | os.PathLike, preset:
 
 def read_batch(rois_json: str | os.PathLike, img_dir: str | os.PathLike, mask_type: str = "points") -> list[BatchItem]:
     """The seed-format batch file (checked whole before any image is read)."""
-    return read_seed_batch(rois_json, img_dir, mask_type)
+    return require_valid(read_seed_batch(rois_json, img_dir, mask_type))
 
 
 def iter_records(jsonl: str | os.PathLike) -> Iterable[dict[str, Any]]:
