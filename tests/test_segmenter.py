@@ -234,7 +234,7 @@ def test_sam_folder_errors(sam_dir, tmp_path):
     with pytest.raises(ModelFileError, match="not a MobileSAM folder"):
         S.MobileSamSegmenter(tmp_path)
     (tmp_path / "mobilesam.json").write_text("{not json")
-    with pytest.raises(ModelFileError, match="not readable JSON"):
+    with pytest.raises(ModelFileError, match="not valid JSON"):
         S.MobileSamSegmenter(tmp_path)
     (tmp_path / "mobilesam.json").write_text((sam_dir / "mobilesam.json").read_text())
     with pytest.raises(ModelFileError, match="image_encoder.onnx is missing"):

@@ -12,6 +12,7 @@ Against onnxruntime on the same ONNX the results must agree to float32 round-off
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -148,11 +149,14 @@ def test_stale_engine_is_rebuilt_into_the_cache_once(fakes, model_dir, tmp_path,
     from seagull_edge.export.onnx import export_onnx
 
     trt, cudart, out, _ = _built(fakes, model_dir, tmp_path)
-    # new weights, same folder: the engines beside the ONNX are now stale
+    # new weights copied over the ONNX files (export itself would replace the whole folder, engines
+    # included): the engines beside the ONNX are now stale
     torch.manual_seed(7)
     from seagull_edge.model import build_model
 
-    export_onnx(build_model("edge-fast"), out, weights=False)
+    export_onnx(build_model("edge-fast"), tmp_path / "new_weights", weights=False)
+    for name in ("encoder.onnx", "assessor.onnx"):
+        shutil.copy(tmp_path / "new_weights" / name, out / name)
     with pytest.raises(ModelFileError, match="ONNX file changed"):
         te.TensorRTEngine(out, trt=trt, cudart=cudart, build_missing=False)
     builds = len(trt.state.builders)

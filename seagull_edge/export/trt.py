@@ -35,6 +35,7 @@ import numpy as np
 
 from seagull_edge.errors import ModelFileError, SeagullInputError
 from seagull_edge.fileio import atomic_write_bytes
+from seagull_edge.inputs import confined_path, read_json, shown
 from seagull_edge.runtime.config import MODEL_JSON, ModelConfig
 from seagull_edge.runtime.engine_cache import (DeviceIdentity, EngineKey, file_sha256, store_in_cache,
                                                write_manifest)
@@ -70,18 +71,18 @@ def seagull_plans(model_dir: Path, cfg: ModelConfig, fp16: bool, int8: bool, max
     opt = max(1, min(opt_rois, max_rois))
     profile = {"masks": ((1, S, S), (opt, S, S), (max_rois, S, S)),
                "crops": ((1, 3, C, C), (opt, 3, C, C), (max_rois, 3, C, C))}
-    return [RolePlan("encoder", model_dir / cfg.files["encoder"], "encoder.engine", {}, fp16, int8),
-            RolePlan("assessor", model_dir / cfg.files["assessor"], "assessor.engine", profile, fp16, int8)]
+    return [RolePlan("encoder", cfg.file_path(model_dir, "encoder"), "encoder.engine", {}, fp16, int8),
+            RolePlan("assessor", cfg.file_path(model_dir, "assessor"), "assessor.engine", profile, fp16, int8)]
 
 
 def read_mobilesam_json(model_dir: Path) -> dict:
     path = model_dir / MOBILESAM_JSON
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: cannot read ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("kind") != "mobilesam" or "files" not in meta or "inputs" not in meta:
-        raise ModelFileError(f"{path}: not a MobileSAM export (expected kind, files and inputs)")
+    meta = read_json(path, shown(path), ModelFileError)
+    if not (isinstance(meta, dict) and meta.get("kind") == "mobilesam" and isinstance(meta.get("files"), dict)
+            and "inputs" in meta):
+        raise ModelFileError(f"{shown(path)}: not a MobileSAM export (expected kind, files and inputs)")
+    for role, name in meta["files"].items():  # every file it names must lie inside the folder
+        confined_path(model_dir, name, f"{shown(path)}: files.{role}", ModelFileError)
     return meta
 
 
@@ -96,7 +97,8 @@ def mobilesam_plans(model_dir: Path, meta: dict, fp16: bool, int8: bool, max_pro
         onnx_name = meta["files"].get(role)
         if not onnx_name:
             raise ModelFileError(f"{model_dir / MOBILESAM_JSON}: files.{role} is missing")
-        onnx_path = model_dir / onnx_name
+        onnx_path = confined_path(model_dir, onnx_name, f"{shown(model_dir / MOBILESAM_JSON)}: files.{role}",
+                                  ModelFileError)
         inputs = meta["inputs"].get(role, {}) if isinstance(meta["inputs"], dict) else {}
         profile = {name: _shape_profile(shape, ranges) for name, shape in inputs.items()
                    if any(isinstance(d, str) for d in shape)}

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from seagull_edge.errors import ModelFileError
+from seagull_edge.inputs import confined_path, read_json, shown
 
 TRUNK_PREFIXES = (
     "model.vision_tower.vision_tower.visual.trunk.",
@@ -58,14 +59,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 return read_state_dict(path / name)
         raise ModelFileError(f"{path}: no checkpoint file found in this folder")
     if path.name.endswith(".index.json"):
-        try:
-            index = json.loads(path.read_text(encoding="utf-8"))
-            shards = sorted(set(index["weight_map"].values()))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelFileError(f"{path}: not a checkpoint index ({exc})") from None
+        index = read_json(path, shown(path), ModelFileError)
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise ModelFileError(f"{shown(path)}: not a checkpoint index (no weight_map of file names)")
         merged: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            merged.update(read_state_dict(path.parent / shard))
+        for shard in sorted(set(weight_map.values())):  # shards must lie beside the index, links followed
+            merged.update(read_state_dict(confined_path(path.parent, shard, f"{shown(path)}: weight_map",
+                                                        ModelFileError)))
         return merged
     try:
         if path.suffix == ".safetensors":

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from seagull_edge.errors import ModelFileError, SeagullInputError
+from seagull_edge.inputs import confined_path, shown
 from seagull_edge.model.checkpoint import load_checkpoint, read_checkpoint_preset
 from seagull_edge.model.seagull import PRESETS, Preset, SeagullEdge
 from seagull_edge.runtime.config import ASSESSOR_OUTPUTS, WEIGHTS_FILE, ModelConfig
@@ -49,7 +50,8 @@ class TorchEngine:
                  cuda_graphs: bool | None = None) -> None:
         self.model_dir = resolve_model_dir(model_dir)
         self.config = ModelConfig.load(self.model_dir)
-        weights = self.model_dir / self.config.files.get("weights", WEIGHTS_FILE)
+        weights = confined_path(self.model_dir, self.config.files.get("weights", WEIGHTS_FILE),
+                                f"model {shown(self.model_dir)}: files.weights", ModelFileError)
         if not weights.is_file():
             raise ModelFileError(f"model {self.model_dir}: no {weights.name}; the torch backend needs the torch "
                                  "weights (`seagull-edge export onnx` writes them unless --no-weights)")

@@ -54,6 +54,7 @@ from torch import nn
 
 from seagull_edge import vocab
 from seagull_edge.errors import ModelFileError, SeagullInputError
+from seagull_edge.inputs import read_json, shown
 from seagull_edge.model.checkpoint import (
     MFE_PREFIXES, TRUNK_PREFIXES, LoadReport, load_strict, load_mfe_weights, load_tower_weights,
     read_state_dict,
@@ -296,12 +297,9 @@ class SeagullVLM(nn.Module):
         cfg_path = folder / "config.json"
         if not cfg_path.is_file():
             raise ModelFileError(f"{folder}: no config.json")
-        try:
-            config = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise ModelFileError(f"{cfg_path}: not JSON ({exc})") from None
-        if config.get("model_type") != "seagull":
-            raise ModelFileError(f"{cfg_path}: model_type is {config.get('model_type')!r}, expected 'seagull'")
+        config = read_json(cfg_path, shown(cfg_path), ModelFileError)
+        if not isinstance(config, dict) or config.get("model_type") != "seagull":
+            raise ModelFileError(f"{shown(cfg_path)}: model_type is not 'seagull'")
         if tokenizer is None:
             hf_log = logging.getLogger("transformers.configuration_utils")
             hf_log.addFilter(_not_seagull_type_warning)
@@ -759,10 +757,7 @@ def build_vlm(config: Mapping[str, Any] | str | Path, preset: str | Preset | Non
     if isinstance(config, (str, Path)):
         path = Path(config)
         path = path / "config.json" if path.is_dir() else path
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ModelFileError(f"{path}: cannot read the config ({exc})") from None
+        config = read_json(path, shown(path), ModelFileError)
     cfg = llama_config(config)
     if preset is None:
         preset = config.get("seagull_edge_preset", "seagull-7b")

@@ -9,6 +9,7 @@ input and output shapes against these numbers.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,8 +18,10 @@ from typing import Any
 from seagull_edge import vocab
 from seagull_edge.errors import ModelFileError
 from seagull_edge.fileio import atomic_write_text
+from seagull_edge.inputs import confined_path, read_json, shown, shown_value
 
 FORMAT_VERSION = 1
+MAX_SIZE = 65536  # bound on every size and channel count in model.json
 MODEL_JSON = "model.json"
 WEIGHTS_FILE = "weights.safetensors"  # the torch backend's weights (optional in a model folder)
 
@@ -91,45 +94,53 @@ class ModelConfig:
     def load(cls, folder: str | os.PathLike) -> "ModelConfig":
         path = Path(folder) / MODEL_JSON
         if not path.is_file():
-            raise ModelFileError(f"{folder}: not a model folder (no {MODEL_JSON})")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelFileError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_dict(data, str(path))
+            raise ModelFileError(f"{shown(folder)}: not a model folder (no {MODEL_JSON})")
+        data = read_json(path, shown(path), ModelFileError)
+        return cls.from_dict(data, shown(path))
+
+    def file_path(self, folder: str | os.PathLike, role: str) -> Path:
+        """The file ``files[role]`` names, refused unless it lies inside ``folder`` (links followed)."""
+        return confined_path(folder, self.files[role], f"model {shown(folder)}: files.{role}", ModelFileError)
 
     def validate(self, source: str = MODEL_JSON) -> None:
         def bad(msg: str) -> ModelFileError:
             return ModelFileError(f"{source}: {msg}")
 
         # A tampered file can hold any JSON: check the kinds before anything relies on them.
+        # json.loads reads NaN, Infinity and 1e999: every number must also be finite.
         def numbers(v: Any) -> bool:
-            return isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+            return isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                               and math.isfinite(x) for x in v)
 
         for key, ok in (("mean", numbers(self.mean)), ("std", numbers(self.std)),
                         ("vocabularies", isinstance(self.vocabularies, dict)),
                         ("files", isinstance(self.files, dict) and all(isinstance(v, str) for v in self.files.values())),
                         ("model_name", isinstance(self.model_name, str)), ("preset", isinstance(self.preset, str)),
-                        ("roi_pool", isinstance(self.roi_pool, str)), ("extra", isinstance(self.extra, dict))):
+                        ("roi_pool", isinstance(self.roi_pool, str)), ("extra", isinstance(self.extra, dict)),
+                        ("trained", isinstance(self.trained, bool))):
             if not ok:
                 raise bad(f"{key} has the wrong type ({type(getattr(self, key)).__name__})")
         if self.format_version != FORMAT_VERSION:
             raise bad(f"format_version {self.format_version} is not supported (expected {FORMAT_VERSION})")
+        # Sizes are bounded too: the runtime allocates buffers from them before any graph is read.
         for key in ("image_size", "crop_size", "embed_dim", "out_dim"):
             value = getattr(self, key)
-            if not isinstance(value, int) or value <= 0:
-                raise bad(f"{key} must be a positive integer, got {value!r}")
+            if not _int_in(value, 1, MAX_SIZE):
+                raise bad(f"{key} must be a positive integer (at most {MAX_SIZE}), got {shown_value(value)}")
         for key in ("feature_channels", "feature_sizes"):
             value = getattr(self, key)
-            if not (isinstance(value, list) and len(value) == 4
-                    and all(isinstance(v, int) and v > 0 for v in value)):
-                raise bad(f"{key} must be a list of 4 positive integers, got {value!r}")
+            if not (isinstance(value, list) and len(value) == 4 and all(_int_in(v, 1, MAX_SIZE) for v in value)):
+                raise bad(f"{key} must be a list of 4 positive integers (at most {MAX_SIZE}), got {shown_value(value)}")
         if self.crop_size % 16:
             raise bad(f"crop_size must be a multiple of 16, got {self.crop_size}")
         if self.roi_pool not in ("onnx", "custom"):
             raise bad(f"roi_pool must be 'onnx' or 'custom', got {self.roi_pool!r}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise bad("mean and std must hold 3 numbers each, std positive")
+        # Normalisation of 0..1 pixels: a mean outside [-10, 10] or a std outside [1e-3, 100]
+        # is no real model's, and would push float32 inputs towards overflow.
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise bad("mean and std must hold 3 finite numbers each")
+        if not (all(-10.0 <= m <= 10.0 for m in self.mean) and all(1e-3 <= v <= 100.0 for v in self.std)):
+            raise bad(f"mean must lie in [-10, 10] and std in [0.001, 100], got {self.mean} and {self.std}")
         expected = vocab.vocabularies()
         for key, words in expected.items():
             if list(self.vocabularies.get(key, [])) != list(words):
@@ -141,7 +152,15 @@ class ModelConfig:
             if key not in vocab.DISTORTION_TYPES:
                 raise bad(f"distortion_thresholds: unknown type {key!r}")
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 < value < 1.0):
-                raise bad(f"distortion_thresholds.{key} must be a probability in (0, 1), got {value!r}")
+                raise bad(f"distortion_thresholds.{key} must be a probability in (0, 1), got {shown_value(value)}")
         for role in ("encoder", "assessor"):
             if role not in self.files:
                 raise bad(f"files.{role} is missing")
+        for role, name in self.files.items():
+            # A bare file name: the folder is the unit that is copied, checked and replaced.
+            if not name or name != Path(name).name or name in (".", "..") or "\\" in name or "\x00" in name:
+                raise bad(f"files.{role} {shown(name)}: must be a file name inside the model folder")
+
+
+def _int_in(value: Any, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi

@@ -14,8 +14,10 @@ logits; :class:`~seagull_edge.runtime.pipeline.Assessor` calls it when it is the
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import io
 import json
 import os
 import sys
@@ -25,6 +27,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from seagull_edge.errors import ModelFileError, SeagullInputError
+from seagull_edge.inputs import read_json, shown
 from seagull_edge.runtime.config import (ASSESSOR_INPUTS, ASSESSOR_OUTPUTS, ENCODER_OUTPUTS, MODEL_JSON,
                                          ModelConfig)
 
@@ -44,8 +47,8 @@ class Engine(Protocol):
 def is_vlm_dir(folder: Path) -> bool:
     """Whether ``folder`` is a released SEAGULL-7B folder (``config.json`` says model_type seagull)."""
     try:
-        config = json.loads((folder / VLM_CONFIG).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = read_json(folder / VLM_CONFIG)
+    except SeagullInputError:
         return False
     return isinstance(config, dict) and config.get("model_type") == "seagull"
 
@@ -71,6 +74,42 @@ def resolve_model_dir(model: str | os.PathLike, vlm: bool = False) -> Path:
     return folder
 
 
+def default_ort_providers() -> list[str]:
+    """CUDA when this onnxruntime offers it, then CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+def ort_session(path: Path, what: str, providers: Sequence[str], threads: int | None = None):
+    """An onnxruntime session for one graph; a file it cannot load is a :class:`ModelFileError`.
+
+    Several sessions run in turn (encoder, assessor, MobileSAM's two): idle threads of one that
+    spin-wait would steal the cores the next needs (seen as a 2x slower encoder on 2 cores).
+    onnxruntime ``print()`` s an "EP Error" banner when a provider fails and it falls back: it is
+    caught here, because stdout carries results (``--json``) and nothing else.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    banner = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(banner):
+            session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{what}: cannot load ({first[:200]})") from None
+    if banner.getvalue().strip():  # it fell back to another provider and loaded: say so, on stderr
+        sys.stderr.write(f"warning: {what}: onnxruntime fell back to {session.get_providers()} "
+                         f"(the first choice was {list(providers)})\n")
+    return session
+
+
 class OnnxRuntimeEngine:
     """Both graphs in onnxruntime sessions; CUDA when onnxruntime-gpu offers it, else CPU."""
 
@@ -82,30 +121,16 @@ class OnnxRuntimeEngine:
 
         self.model_dir = resolve_model_dir(model_dir)
         self.config = ModelConfig.load(self.model_dir)
-        if providers is None:
-            available = ort.get_available_providers()
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        self.providers = list(providers)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        # Two sessions run in turn: idle threads of one that spin-wait would steal the cores
-        # the other needs (seen as a 2x slower encoder on a 2-core CPU).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._encoder = self._session(ort, "encoder", options)
-        self._assessor = self._session(ort, "assessor", options)
+        self.providers = list(providers) if providers is not None else default_ort_providers()
+        self._encoder = self._session("encoder", threads)
+        self._assessor = self._session("assessor", threads)
         self._check_io()
 
-    def _session(self, ort, role: str, options):
-        path = self.model_dir / self.config.files[role]
+    def _session(self, role: str, threads: int | None):
+        path = self.config.file_path(self.model_dir, role)
         if not path.is_file():
-            raise ModelFileError(f"model {self.model_dir}: {path.name} is missing")
-        try:
-            return ort.InferenceSession(str(path), sess_options=options, providers=self.providers)
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelFileError(f"model {path}: cannot load ({first[:200]})") from None
+            raise ModelFileError(f"model {shown(self.model_dir)}: {shown(path.name)} is missing")
+        return ort_session(path, f"model {shown(path)}", self.providers, threads)
 
     def _check_io(self) -> None:
         cfg = self.config

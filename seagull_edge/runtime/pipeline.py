@@ -33,6 +33,7 @@ import numpy as np
 
 from seagull_edge import vocab
 from seagull_edge.errors import ModelFileError, PromptError, SeagullInputError
+from seagull_edge.inputs import shown
 from seagull_edge.runtime import image as imops
 from seagull_edge.runtime.engine import Engine, load_engine
 from seagull_edge.runtime.prompts import Roi, box_to_roi, mask_to_roi, point_to_roi
@@ -297,6 +298,10 @@ class Assessor:
             for k, v in self.engine.assess(self._feats, masks, crops).items():
                 outputs.setdefault(k, []).append(np.array(v, copy=True))  # never a view of a reused buffer
         logits = {k: np.concatenate(v) for k, v in outputs.items()}
+        if not all(np.isfinite(v).all() for v in logits.values()):
+            # Only broken or tampered weights do this; a result must never carry NaN.
+            raise ModelFileError(f"model {shown(self.config.name)}: its graphs answered NaN or infinity "
+                                 "(broken or tampered weights)")
         results = []
         for i, (roi, box) in enumerate(zip(rois, boxes)):
             rr = RoiResult(id=i, prompt=roi.prompt, bbox=list(box), area=roi.area)

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from seagull_edge import vocab
+from seagull_edge.inputs import shown
 
 DISTORTION_THRESHOLD = 0.5  # a type is reported when its probability reaches this
 
@@ -122,11 +123,11 @@ class AssessmentResult:
         }
 
     def to_json(self, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)  # NaN is not JSON: fail, never emit
 
     def summary(self) -> str:
         """Human-readable lines, one block per ROI."""
-        lines = [f"{self.image} ({self.width}x{self.height}), model {self.model} on {self.backend}"]
+        lines = [f"{shown(self.image)} ({self.width}x{self.height}), model {shown(self.model)} on {self.backend}"]
         for r in self.rois:
             where = ", ".join(f"{k} {v}" for k, v in r.prompt.items())
             lines.append(f"  ROI {r.id} [{where}] bbox {r.bbox}, {r.area} px")

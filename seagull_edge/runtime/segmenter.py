@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import cv2
 import numpy as np
 
 from seagull_edge.errors import ImageError, ModelFileError, PromptError, SeagullInputError
+from seagull_edge.inputs import confined_path, read_json, shown
 from seagull_edge.runtime.prompts import POINT_BOX_FRACTION, POINT_BOX_MIN, box_to_roi, parse_box, parse_point, point_to_roi
 
 SEGMENTERS = ("auto", "mobilesam", "grabcut", "none")
@@ -259,23 +261,10 @@ class _OrtRunner:
     """One onnxruntime session behind the same ``run(feeds) -> {name: array}`` as TrtRunner."""
 
     def __init__(self, path: Path, providers: Sequence[str] | None, threads: int | None) -> None:
-        import onnxruntime as ort
+        from seagull_edge.runtime.engine import default_ort_providers, ort_session
 
-        if providers is None:
-            available = ort.get_available_providers()
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        # Encoder and decoder run in turn (and beside the assessor's sessions): spinning idle
-        # threads would steal the cores the next session needs (runtime/engine.py measured 2x).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
-        except Exception as exc:  # onnxruntime raises its own types for bad files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelFileError(f"SAM model {path}: cannot load ({first[:200]})") from None
+        providers = list(providers) if providers is not None else default_ort_providers()
+        self.session = ort_session(path, f"SAM model {shown(path)}", providers, threads)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
 
@@ -348,28 +337,31 @@ class MobileSamSegmenter(_PromptSegmenter):
 
     def _read_meta(self) -> dict[str, Any]:
         path = self.folder / MOBILESAM_JSON
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelFileError(f"SAM model {path}: not readable JSON ({exc})") from None
+        what = f"SAM model {shown(path)}"
+        meta = read_json(path, what, ModelFileError)
         if not isinstance(meta, dict) or meta.get("kind") != "mobilesam":
-            raise ModelFileError(f"SAM model {path}: not a mobilesam.json (kind is not 'mobilesam'); {HOW_TO_EXPORT}")
-        try:
-            ok = (int(meta["image_size"]) > 0 and int(meta["mask_size"]) > 0 and len(meta["pixel_mean"]) == 3
-                  and len(meta["pixel_std"]) == 3 and all(float(v) > 0 for v in meta["pixel_std"])
-                  and isinstance(meta["files"]["encoder"], str) and isinstance(meta["files"]["decoder"], str))
-        except (KeyError, TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ModelFileError(f"SAM model {path}: missing or invalid image_size/mask_size/pixel_mean/"
+            raise ModelFileError(f"{what}: not a mobilesam.json (kind is not 'mobilesam'); {HOW_TO_EXPORT}")
+
+        def size(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 65536
+
+        def triple(v: Any, lo: float) -> bool:  # json reads NaN, Infinity and 1e999: all refused
+            return (isinstance(v, list) and len(v) == 3 and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > lo for x in v))
+
+        files = meta.get("files")
+        if not (size(meta.get("image_size")) and size(meta.get("mask_size")) and triple(meta.get("pixel_mean"), -1e6)
+                and triple(meta.get("pixel_std"), 0.0) and isinstance(files, dict)
+                and isinstance(files.get("encoder"), str) and isinstance(files.get("decoder"), str)):
+            raise ModelFileError(f"{what}: missing or invalid image_size/mask_size/pixel_mean/"
                                  f"pixel_std/files; re-export it ({HOW_TO_EXPORT})")
         return meta
 
     def _file(self, role: str) -> Path:
-        name = self.meta["files"][role]
-        path = self.folder / name
-        if Path(name).name != name or not path.is_file():
-            raise ModelFileError(f"SAM model {self.folder}: {name} is missing; {HOW_TO_EXPORT}")
+        path = confined_path(self.folder, self.meta["files"][role], f"SAM model {shown(self.folder)}: files.{role}",
+                             ModelFileError)
+        if not path.is_file():
+            raise ModelFileError(f"SAM model {shown(self.folder)}: {shown(path.name)} is missing; {HOW_TO_EXPORT}")
         return path
 
     def _check_io(self) -> None:
@@ -397,7 +389,7 @@ class MobileSamSegmenter(_PromptSegmenter):
             raise SeagullInputError(f"SAM backend 'tensorrt' needs the package {exc.name!r}, which is not installed; "
                                     "`seagull-edge doctor` says what is missing") from None
         # Only engines whose key (engines.json) matches this GPU, TensorRT and ONNX are loaded.
-        paths = {role: module.usable_engine(self.folder, role, self.folder / self.meta["files"][role])
+        paths = {role: module.usable_engine(self.folder, role, self._file(role))
                  for role in ENGINE_FILES}
         return module.TrtRunner(paths["encoder"]), module.TrtRunner(paths["decoder"])
 

@@ -325,7 +325,7 @@ class DeviceFeatures:
 
 def engine_files(model_dir: Path, cfg: ModelConfig) -> dict[str, Path]:
     """role -> the ONNX file the role's engine is built from."""
-    return {role: model_dir / cfg.files[role] for role in ("encoder", "assessor")}
+    return {role: cfg.file_path(model_dir, role) for role in ("encoder", "assessor")}
 
 
 class TensorRTEngine:
