@@ -14,14 +14,15 @@ enlarging. The seed resizes with PIL bicubic then bilinear; we chose area/biline
 OpenCV does it in a few milliseconds on a 2-core CPU and torch can reproduce it exactly.
 
 Oversize images are refused before they are decoded. :func:`imdecode` reads the width and
-height from the file's header (PNG, JPEG, BMP, WebP, PNM, TIFF: a few bytes, nothing is
+height from the file's header (PNG, JPEG, BMP, WebP, PNM, TIFF, GIF: a few bytes, nothing is
 decompressed) and raises :class:`ImageError` when ``width x height`` exceeds :data:`MAX_PIXELS`
 (100 megapixels, e.g. 10000 x 10000; set ``SEAGULL_EDGE_MAX_PIXELS`` to change it). Images are
 refused rather than downscaled, because boxes and points are given in the original image's
 pixels. A 100-megapixel image takes 300 MB as RGB uint8 and about 1.2 GB more while it is
-resized (float32). Formats whose header is not read here (OpenEXR, JPEG 2000, ...) are bounded
-by OpenCV's own ``OPENCV_IO_MAX_IMAGE_PIXELS``, which this module sets to the same limit unless
-it is already set.
+resized (float32). A file whose size the header parser cannot tell (another format such as
+OpenEXR or JPEG 2000, or a header too damaged to read) is refused before decoding: the decoder
+never sees bytes whose size was not checked. OpenCV's own ``OPENCV_IO_MAX_IMAGE_PIXELS`` is set
+to the same limit as a second line of defence, unless it is already set.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import cv2
 import numpy as np
 
 from seagull_edge.errors import ImageError
+from seagull_edge.inputs import shown
 
 MAX_PIXELS_DEFAULT = 100_000_000
 
@@ -51,7 +53,8 @@ MAX_PIXELS = _max_pixels()  # width x height above which an image is refused bef
 # OpenCV reads this when it first decodes; it bounds the formats header_size() does not parse.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".gif")
+FORMATS = "PNG, JPEG, BMP, WebP, PNM, TIFF and GIF"  # what header_size() reads, so what is decoded
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
@@ -61,17 +64,18 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     Raises :class:`ImageError` for a missing, empty, corrupt or unsupported file.
     """
     path = Path(path)
+    name = shown(path)
     if not path.exists():
-        raise ImageError(f"{path}: no such file")
+        raise ImageError(f"{name}: no such file")
     if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image")
+        raise ImageError(f"{name}: is a folder, not an image")
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
-        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise ImageError(f"{name}: cannot read ({exc.strerror or type(exc).__name__})") from None
     if data.size == 0:
-        raise ImageError(f"{path}: empty file")
-    return decode_image(data, str(path))
+        raise ImageError(f"{name}: empty file")
+    return decode_image(data, name)
 
 
 def decode_image(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
@@ -94,7 +98,10 @@ def imdecode(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
         problem = png_structure_problem(buf.tobytes())
         if problem:
             raise ImageError(f"{name}: not a decodable image (damaged PNG: {problem})")
-    check_image_size(header_size(buf), name)  # before any pixel is decoded
+    size = header_size(buf)
+    if size is None:  # an unknown format, or a header too damaged to tell: never decode unchecked
+        raise ImageError(f"{name}: not a decodable image (corrupt or unsupported format; {FORMATS} are read)")
+    check_image_size(size, name)  # before any pixel is decoded
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error:
@@ -121,10 +128,10 @@ def _mp(pixels: int) -> str:
 
 
 def header_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
-    """(width, height) from the first bytes of a PNG, JPEG, BMP, WebP, PNM or TIFF file.
+    """(width, height) from the header of a PNG, JPEG, BMP, WebP, PNM, TIFF or GIF file.
 
-    None when the format is not one of these or the header is too short or odd to tell: the
-    decoder then has the last word. Only the header is read; nothing is decompressed.
+    None when the format is not one of these or the header is too short or odd to tell
+    (:func:`imdecode` then refuses the file). Only headers are read; nothing is decompressed.
     """
     full = memoryview(np.ascontiguousarray(np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray))
                                            else np.asarray(data, dtype=np.uint8).reshape(-1)))
@@ -137,7 +144,8 @@ def header_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
 def _header_size(b: bytes, full: memoryview) -> tuple[int, int] | None:
     if b[:8] == PNG_SIGNATURE and b[12:16] == b"IHDR":
         return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
-    if b[:2] == b"\xff\xd8":  # JPEG: walk the markers to the first SOFn
+    if b[:2] == b"\xff\xd8":  # JPEG: walk the markers to the first SOFn (past any EXIF/ICC size)
+        b = bytes(full)
         pos = 2
         while pos + 4 <= len(b):
             if b[pos] != 0xFF:
@@ -182,6 +190,8 @@ def _header_size(b: bytes, full: memoryview) -> tuple[int, int] | None:
             if len(tokens) == 2:
                 return tokens[0], tokens[1]
         return None
+    if b[:6] in (b"GIF87a", b"GIF89a") and len(b) >= 10:
+        return _gif_size(bytes(full))
     if b[:4] in (b"II*\x00", b"MM\x00*"):  # TIFF: the first IFD's ImageWidth / ImageLength
         order = "little" if b[:2] == b"II" else "big"
         ifd = int.from_bytes(b[4:8], order)
@@ -199,6 +209,26 @@ def _header_size(b: bytes, full: memoryview) -> tuple[int, int] | None:
         if 256 in dims and 257 in dims:
             return dims[256], dims[257]
         return None
+    return None
+
+
+def _gif_size(b: bytes) -> tuple[int, int] | None:
+    """The canvas a GIF decoder needs: its logical screen, grown to hold the first frame."""
+    w, h = int.from_bytes(b[6:8], "little"), int.from_bytes(b[8:10], "little")
+    pos = 13 + ((3 << ((b[10] & 0x07) + 1)) if b[10] & 0x80 else 0)  # after the global colour table
+    while pos < len(b):
+        block = b[pos]
+        if block == 0x2C:  # image descriptor: left, top, width, height
+            if pos + 9 >= len(b):
+                return None
+            left, top, fw, fh = (int.from_bytes(b[pos + k:pos + k + 2], "little") for k in (1, 3, 5, 7))
+            return max(w, left + fw), max(h, top + fh)
+        if block != 0x21 or pos + 2 >= len(b):  # only extensions may come before the first frame
+            return None
+        pos += 2  # extension introducer and label, then sub-blocks up to a zero length
+        while pos < len(b) and b[pos]:
+            pos += 1 + b[pos]
+        pos += 1
     return None
 
 
