@@ -14,6 +14,7 @@ from typing import List, Optional
 import typer
 
 from seagull_edge.errors import SeagullInputError
+from seagull_edge.inputs import shown
 
 app = typer.Typer(
     name="seagull-edge", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -40,6 +41,10 @@ def _say(text: str) -> None:
 
 
 def _warn(text: str) -> None:
+    """One line on stderr: any character that is not printable (a newline in a file name, a
+    terminal escape, an undecodable byte) is written escaped, so one message stays one line."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
 
@@ -74,6 +79,7 @@ def assess(
     segmenter: str = typer.Option("auto", "--segmenter", help=SEGMENTER_HELP),
     sam_model: Optional[Path] = typer.Option(None, "--sam-model", help=SAM_MODEL_HELP),
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write the image with each ROI outlined and labelled (PNG/JPEG)."),
+    force: bool = typer.Option(False, "--force", help="Let --overlay overwrite the input image or a --mask file."),
 ) -> None:
     """Assess ROIs of an image: quality, importance and distortions. No ROI = the whole image."""
     from seagull_edge.runtime.batch import read_seed_batch
@@ -101,7 +107,7 @@ def assess(
         if overlay is not None:
             from seagull_edge.runtime.overlay import check_image_path
 
-            check_image_path(overlay, "--overlay")
+            check_image_path(overlay, "--overlay", inputs=[image, *mask], force=force)
 
     assessor = Assessor.from_pretrained(model, backend=backend, segmenter=segmenter, sam_model=sam_model)
 
@@ -124,6 +130,10 @@ def assess(
     failures = 0
     current = None
     for item in items:
+        if item.error is not None:  # refused when the file was read; the other entries go on
+            failures += 1
+            _warn(f"error: {item.error}")
+            continue
         try:
             if item.image != current:
                 assessor.set_image(item.image)
@@ -153,6 +163,7 @@ def segment(
     sam_model: Optional[Path] = typer.Option(None, "--sam-model", help=SAM_MODEL_HELP),
     backend: str = typer.Option("auto", "--backend", help="MobileSAM's runtime: auto | onnxruntime | tensorrt."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (files, prompts, boxes, areas, times)."),
+    force: bool = typer.Option(False, "--force", help="Let --out overwrite the input image."),
 ) -> None:
     """Run the segmentation stage alone: box/point prompts -> mask PNG(s)."""
     import json
@@ -172,7 +183,7 @@ def segment(
         raise SeagullInputError("give at least one --box X,Y,W,H or --point X,Y to segment")
     paths = [out] if union else mask_paths(out, len(boxes) + len(points))
     for p in paths:
-        check_mask_path(p)
+        check_mask_path(p, inputs=[image], force=force)
     t0 = time.perf_counter()
     rgb = load_image(image)
     t1 = time.perf_counter()
@@ -241,7 +252,7 @@ def stream(
     from seagull_edge.runtime.overlay import check_output_dir
     from seagull_edge.runtime.pipeline import Assessor, parse_tasks
     from seagull_edge.runtime.prompts import parse_box, parse_point
-    from seagull_edge.runtime.stream import JsonlWriter, open_source, run_stream
+    from seagull_edge.runtime.stream import JsonlWriter, StreamWriteError, open_source, run_stream
 
     task_list = parse_tasks(tasks)
     _check_segmenter(segmenter)
@@ -251,11 +262,18 @@ def stream(
         segmenter = "none"
     if overlay_dir is not None:
         check_output_dir(overlay_dir, "--overlay-dir")
-    with open_source(source) as src, JsonlWriter(jsonl) as writer:
-        assessor = Assessor.from_pretrained(model, backend=backend, segmenter=segmenter, sam_model=sam_model)
-        progress = _stream_progress() if sys.stderr.isatty() else None  # a log file gets the summary only
-        stats = run_stream(assessor, src, writer, boxes=boxes, points=points, every=every, max_frames=max_frames,
-                           tasks=task_list, overlay_dir=overlay_dir, progress=progress)
+    progress = _stream_progress() if sys.stderr.isatty() else None  # a log file gets the summary only
+    try:
+        with open_source(source) as src, JsonlWriter(jsonl) as writer:
+            assessor = Assessor.from_pretrained(model, backend=backend, segmenter=segmenter, sam_model=sam_model)
+            stats = run_stream(assessor, src, writer, boxes=boxes, points=points, every=every,
+                               max_frames=max_frames, tasks=task_list, overlay_dir=overlay_dir, progress=progress)
+    except StreamWriteError as exc:  # a full disk, say: the summary first, then the error line (exit 2)
+        if exc.stats is not None:
+            if progress is not None:
+                sys.stderr.write("\n")
+            _warn(exc.stats.summary())
+        raise
     if progress is not None:
         sys.stderr.write("\n")
     _warn(stats.summary())
@@ -381,8 +399,8 @@ def train(
                                 rois=rois, lr=lr, workers=workers, freeze_tower=freeze_tower, seed=seed,
                                 init=str(init) if init else "", feature_cache=feature_cache,
                                 save_every=save_every)
-    if resume and not (out / "state.json").exists():
-        raise SeagullInputError(f"--resume: {out} holds no run to resume (no state.json)")
+    if resume:  # a torn or mixed run is refused before the progress bar draws anything
+        train_mod.check_resumable(out)
     with _progress_bar("train") as bar:
         task = bar.add_task("train", total=steps, info="")
 
@@ -438,7 +456,9 @@ def distill(
             raise SeagullInputError("the teacher needs --teacher DIR and --img-dir DIR [--rois FILE.json] "
                                     "(or give --from-labels)")
         if rois is not None:
-            items = distill_mod.read_seed_batch(rois, img_dir, mask_type)  # the whole file is checked first
+            from seagull_edge.runtime.batch import require_valid
+
+            items = require_valid(distill_mod.read_seed_batch(rois, img_dir, mask_type))  # checked whole first
         else:
             items = distill_mod.propose_batch(img_dir, propose, seed)
         from seagull_edge.model.vlm import SeagullVLM
@@ -530,7 +550,10 @@ def calibrate(
 
 @export_app.command("onnx")
 def export_onnx_cmd(
-    out: Path = typer.Option(..., "--out", help="Model folder to write (encoder.onnx, assessor.onnx, model.json)."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write (encoder.onnx, assessor.onnx, model.json). It is "
+                             "written beside OUT and swapped in whole: an interrupted export leaves OUT as it was; an "
+                             "existing model folder is replaced with all it holds (TensorRT engines too); a file, or a "
+                             "non-empty folder without model.json, is refused."),
     preset: str = typer.Option("edge-default", "--preset", help="Model preset (seagull-7b, edge-default, edge-fast)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Our safetensors checkpoint to export."),
     random_init: bool = typer.Option(False, "--random-init", help="Export random weights (for trying the pipeline)."),
@@ -573,7 +596,8 @@ def export_onnx_cmd(
 
 @export_app.command("mobilesam")
 def export_mobilesam_cmd(
-    out: Path = typer.Option(..., "--out", help="Folder to write (image_encoder.onnx, mask_decoder.onnx, mobilesam.json)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write (image_encoder.onnx, mask_decoder.onnx, mobilesam.json); "
+                             "swapped in whole, as export onnx does (a non-empty folder without mobilesam.json is refused)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="mobile_sam.pt (or a SAM vit_b/vit_l checkpoint)."),
     model_type: str = typer.Option("vit_t", "--model-type", help="vit_t (MobileSAM) | vit_b | vit_l."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
@@ -608,10 +632,12 @@ def bench(
     import json
 
     from seagull_edge.bench import format_table, run_bench
-    from seagull_edge.fileio import atomic_write_text
+    from seagull_edge.fileio import atomic_write_text, writable_target
 
-    if json_out is not None and (json_out.is_dir() or not json_out.parent.is_dir()):
-        raise SeagullInputError(f"--json {json_out}: not a writable file path")
+    if json_out is not None:  # refused before minutes of timing, not after
+        writable_target(json_out)
+        if not json_out.parent.is_dir():
+            raise SeagullInputError(f"--json {shown(json_out)}: its folder does not exist")
     bar: list = []  # started on the first case, so that bad arguments print nothing but their error
 
     def progress(what: str, done: int, total: int) -> None:

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from seagull_edge.errors import SeagullInputError
+from seagull_edge.inputs import shown
 from seagull_edge.fileio import atomic_write_bytes
 from seagull_edge.runtime.results import AssessmentResult, RoiResult
 
@@ -160,9 +161,16 @@ def draw_overlay(rgb: np.ndarray, result: AssessmentResult, masks: Sequence[Any]
 # ------------------------------------------------------------------------- writing
 
 
-def check_image_path(path: str | os.PathLike, what: str = "overlay") -> Path:
-    """Refuse, before any work, an output image path that cannot be written (exit 2 in the CLI)."""
+def check_image_path(path: str | os.PathLike, what: str = "overlay", inputs: Sequence[str | os.PathLike] = (),
+                     force: bool = False) -> Path:
+    """Refuse, before any work, an output image path that cannot be written (exit 2 in the CLI),
+    or that is one of the ``inputs`` (the photograph itself), unless ``force``."""
     path = Path(path)
+    if not force:
+        for source in inputs:
+            if _same_file(path, Path(source)):
+                raise SeagullInputError(f"{what} {shown(path)}: is the input image {shown(source)}; writing it "
+                                        "would overwrite the photograph (name another file, or add --force)")
     if path.is_dir():
         raise SeagullInputError(f"{what} {path}: is a folder; give a file name like {path / 'out.png'}")
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -170,6 +178,14 @@ def check_image_path(path: str | os.PathLike, what: str = "overlay") -> Path:
                                 f"use one of {', '.join(OUTPUT_SUFFIXES)}")
     _check_parent(path.parent, f"{what} {path}")
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two names are one file (links and hard links included); False if either is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def check_output_dir(path: str | os.PathLike, what: str = "overlay folder") -> Path:
@@ -234,12 +250,14 @@ def mask_paths(out: str | os.PathLike, n: int) -> list[Path]:
     return [out] + [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(1, n)]
 
 
-def check_mask_path(path: str | os.PathLike, what: str = "--out") -> Path:
-    """A mask is written as PNG (lossless, 8-bit 0/255); refuse any other name before any work."""
+def check_mask_path(path: str | os.PathLike, what: str = "--out", inputs: Sequence[str | os.PathLike] = (),
+                    force: bool = False) -> Path:
+    """A mask is written as PNG (lossless, 8-bit 0/255); refuse any other name before any work,
+    and an input image unless ``force`` (see :func:`check_image_path`)."""
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise SeagullInputError(f"{what} {path}: masks are written as PNG; name the file *.png")
-    return check_image_path(path, what)
+        raise SeagullInputError(f"{what} {shown(path)}: masks are written as PNG; name the file *.png")
+    return check_image_path(path, what, inputs, force)
 
 
 def write_mask(path: str | os.PathLike, mask: np.ndarray, what: str = "--out") -> Path:
