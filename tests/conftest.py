@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,14 @@ def model_dir(tmp_path_factory, edge_fast_model) -> Path:
     out = tmp_path_factory.mktemp("model_edge_fast")
     export_onnx(edge_fast_model, out)
     return out
+
+
+@pytest.fixture()
+def model_copy(tmp_path, model_dir) -> Path:
+    """A copy of ``model_dir`` that a test may damage."""
+    dst = tmp_path / "model"
+    shutil.copytree(model_dir, dst)
+    return dst
 
 
 @pytest.fixture(scope="session")

@@ -557,13 +557,6 @@ def _engine(folder):
     return OnnxRuntimeEngine(folder)
 
 
-@pytest.fixture()
-def model_copy(tmp_path, model_dir) -> Path:
-    dst = tmp_path / "model"
-    shutil.copytree(model_dir, dst)
-    return dst
-
-
 def _edit_json(folder: Path, edit) -> None:
     path = folder / "model.json"
     data = json.loads(path.read_text())

@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from seagull_edge.errors import SeagullInputError
+from seagull_edge.inputs import confined_path
 from seagull_edge.runtime import image as imops
 from seagull_edge.runtime import prompts
 from seagull_edge.runtime.batch import read_seed_batch
@@ -242,13 +243,43 @@ TYPED_CONFIG_KEYS = {
 }
 
 
+def _confinement_tree(root: Path) -> Path:
+    """An --img-dir ``inside`` with links that stay in, lead out and loop, beside an ``outside``."""
+    inside, outside = root / "inside", root / "outside"
+    (inside / "sub").mkdir(parents=True, exist_ok=True)
+    outside.mkdir(exist_ok=True)
+    (inside / "a.png").write_bytes(b"x")
+    (inside / "sub" / "b.png").write_bytes(b"x")
+    (outside / "secret.png").write_bytes(b"x")
+    for name, target in (("link_in", inside / "sub"), ("link_out", outside), ("link_abs", Path("/etc")),
+                         ("link_file_out.png", outside / "secret.png"), ("loop", inside / "loop"),
+                         ("dangling", root / "nowhere")):
+        if not (inside / name).is_symlink():
+            (inside / name).symlink_to(target)
+    return inside
+
+
+CONFINED = _confinement_tree(_TMP / "confine")
+_segments = st.one_of(st.sampled_from(["..", ".", "", "sub", "link_in", "link_out", "link_abs", "link_file_out.png",
+                                       "loop", "dangling", "a.png", "b.png", "secret.png", "outside", "inside",
+                                       "confine", "etc", "passwd"]), st.text(max_size=5))
+
+
+@st.composite
+def path_names(draw) -> str:
+    """Random relative, absolute and linked names, many of which try to leave CONFINED."""
+    prefix = draw(st.sampled_from(["", "", "/", "//", str(CONFINED.parent) + "/", str(CONFINED) + "/", "./"]))
+    return prefix + "/".join(draw(st.lists(_segments, max_size=6)))
+
+
 @st.composite
 def batch_json(draw):
     kind = draw(st.sampled_from(["random", "entries"]))
     if kind == "random":
         return draw(json_values)
     entry = st.fixed_dictionaries(
-        {"img": st.one_of(st.just("a.png"), st.none(), st.integers(), one_line_text, st.text(max_size=12))},
+        {"img": st.one_of(st.just("a.png"), st.none(), st.integers(), one_line_text, st.text(max_size=12),
+                          path_names())},
         optional={"rle": st.one_of(json_values_finite, st.text(alphabet="0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmno", max_size=12)),
                   "points": st.one_of(st.lists(st.one_of(st.integers(-20, 60), bounded, any_float), max_size=5),
                                       st.lists(st.lists(st.integers(-20, 60), min_size=4, max_size=4), max_size=3),
@@ -315,10 +346,38 @@ def check_batch(args):
         path.write_bytes(raw)
     else:
         path.write_text(json.dumps(obj), encoding="utf-8")
-    items = expect_result_or_input_error(read_seed_batch, path, _TMP, mask_type)
+    items = expect_result_or_input_error(read_seed_batch, path, CONFINED, mask_type)
     if isinstance(items, list):
         for item in items:  # the ROIs are turned into masks once the image size is known
             expect_result_or_input_error(item.to_rois, 24, 16)
+            if item.image is not None:
+                assert_inside(item.image, CONFINED)
+
+
+def assert_inside(path: Path, folder: Path) -> None:
+    real = Path(os.path.realpath(path))
+    assert Path(os.path.realpath(folder)) in real.parents, f"{path} -> {real} lies outside {folder}"
+
+
+def check_confined_path(name):
+    r = expect_result_or_input_error(confined_path, CONFINED, name, "img")
+    if isinstance(r, Path):
+        assert_inside(r, CONFINED)
+
+
+def check_model_files(name):
+    """model.json files.encoder: refused at validation, or a name whose file lies in the folder."""
+    folder = _TMP / "model_files"
+    folder.mkdir(exist_ok=True)
+    data = json.loads(ModelConfig(preset="edge-fast", image_size=256, crop_size=128,
+                                  feature_channels=[8, 16, 32, 64], feature_sizes=[64, 32, 16, 8],
+                                  embed_dim=64, out_dim=32).to_json())
+    data["files"]["encoder"] = name
+    cfg = expect_result_or_input_error(ModelConfig.from_dict, data)
+    if isinstance(cfg, ModelConfig):
+        p = expect_result_or_input_error(cfg.file_path, CONFINED, "encoder")
+        if isinstance(p, Path):
+            assert_inside(p, CONFINED)
 
 
 def check_config_from_dict(data):
@@ -355,6 +414,8 @@ TARGETS = {
     "config_from_dict": (model_json(), check_config_from_dict, 800),
     "config_load": (st.one_of(st.binary(max_size=128), model_json().map(lambda d: json.dumps(d).encode())),
                     check_config_load, 300),
+    "confined_path": (st.one_of(path_names(), st.text(max_size=20), json_scalars), check_confined_path, 1500),
+    "model_files": (st.one_of(path_names(), st.text(max_size=12)), check_model_files, 500),
     "decode_image": (image_bytes(), check_decode_image, 400),
     "load_image": (image_bytes(), check_load_image, 150),
 }

@@ -60,13 +60,6 @@ def assert_refused(code: int, stdout: str, stderr: str, *needles: str, stdout_em
     return lines[0]
 
 
-@pytest.fixture()
-def model_copy(tmp_path, model_dir) -> Path:
-    dst = tmp_path / "model"
-    shutil.copytree(model_dir, dst)
-    return dst
-
-
 def edit_model_json(folder: Path, edit) -> None:
     path = folder / "model.json"
     data = json.loads(path.read_text())

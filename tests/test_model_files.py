@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import pickle
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,13 +38,6 @@ def _exit2_one_line(p: subprocess.CompletedProcess, *needles: str) -> str:
     for n in needles:
         assert n.lower() in lines[0].lower(), (n, lines[0])
     return lines[0]
-
-
-@pytest.fixture()
-def model_copy(tmp_path, model_dir) -> Path:
-    dst = tmp_path / "model"
-    shutil.copytree(model_dir, dst)
-    return dst
 
 
 def test_source_never_unpickles():
