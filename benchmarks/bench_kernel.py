@@ -8,7 +8,7 @@ kernel); the eager per-call time of the fused wrapper is printed as well.
 
 * stock: :func:`seagull_edge.kernels.reference.masked_roi_pool_torch` (float32 masks: per level
   F.interpolate, threshold, reductions, einsum), what the model runs without the kernel;
-* fused: :func:`seagull_edge.kernels.nvrtc.masked_roi_pool_cuda` (one launch for all levels; uint8
+* fused: :func:`seagull_edge.kernels.torch_op.masked_roi_pool_cuda` (one launch for all levels; uint8
   masks unless ``--mask-dtype float32``);
 * floor: bytes the fused kernel must read (all features + the masks, once) divided by the
   device-to-device copy bandwidth measured here (a large ``Tensor.copy_``, counted as bytes read
@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_kernel: no CUDA GPU available (torch.cuda.is_available() is False); nothing to time.",
               file=sys.stderr)
         return 2
-    from seagull_edge.kernels.nvrtc import default_kernel, masked_roi_pool_cuda, nvrtc_version
+    from seagull_edge.kernels.nvrtc import default_kernel, nvrtc_version
+    from seagull_edge.kernels.torch_op import masked_roi_pool_cuda
     from seagull_edge.kernels.reference import masked_roi_pool_torch
 
     kernel = default_kernel()

@@ -126,6 +126,41 @@ def test_bad_arrays(array, needle):
     _one_line(ei.value, "arr", needle)
 
 
+@pytest.mark.parametrize("value, needle", [
+    (np.zeros((4, 5), np.uint8), "uint8 [H,W,3]"),
+    (np.zeros((4, 5, 4), np.uint8), "[4, 5, 4]"),
+    (np.zeros((4, 5, 3), np.float32), "float32"),
+    (np.zeros((4, 5, 3), np.uint16), "uint16"),
+    (np.zeros((0, 5, 3), np.uint8), "empty"),
+    ([[[0, 0, 0]]], "numpy"),
+])
+def test_check_rgb_uint8_refuses_without_converting(value, needle):
+    """The strict check (the segmenter, ROI proposal and the VLM take RGB uint8 as it is)."""
+    from seagull_edge.model import vlm
+    from seagull_edge.runtime.image import check_rgb_uint8
+    from seagull_edge.training.rois import propose_rois
+
+    with pytest.raises(ImageError) as ei:
+        check_rgb_uint8(value, "arr")
+    _one_line(ei.value, "arr", needle)
+    with pytest.raises(ImageError) as ei:
+        propose_rois(value, 2, np.random.default_rng(0))
+    _one_line(ei.value, "ROI proposal", needle)
+    with pytest.raises(ImageError) as ei:
+        vlm.SeagullVLM.preprocess(None, value, [])  # checked before the model is touched
+    _one_line(ei.value, "the VLM", needle)
+
+
+def test_check_rgb_uint8_passes_rgb_through():
+    from seagull_edge.runtime.image import check_rgb_uint8
+
+    rgb = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    assert check_rgb_uint8(rgb) is rgb  # no copy when already contiguous
+    view = rgb[:, ::2]
+    out = check_rgb_uint8(view)
+    assert out.flags["C_CONTIGUOUS"] and np.array_equal(out, view)
+
+
 # ============================================================================ images: converted
 
 
@@ -541,7 +576,7 @@ def test_tasks_are_ordered_and_checked():
 
 
 def test_unknown_backend(model_dir):
-    from seagull_edge.runtime.engine import load_engine
+    from seagull_edge.backends import load_engine
 
     with pytest.raises(SeagullInputError) as ei:
         load_engine(model_dir, backend="cuda")
@@ -552,7 +587,7 @@ def test_unknown_backend(model_dir):
 
 
 def _engine(folder):
-    from seagull_edge.runtime.engine import OnnxRuntimeEngine
+    from seagull_edge.backends.onnxruntime import OnnxRuntimeEngine
 
     return OnnxRuntimeEngine(folder)
 

@@ -165,7 +165,7 @@ def test_reference_numpy_vs_stock_torch(rng, levels, msize):
 
 
 def test_reference_vs_mask_pool_fp16_features(rng):
-    from seagull_edge.model.mask_extractor import mask_pool
+    from seagull_edge.kernels.reference import mask_pool
 
     B, Q = 2, len(PATTERNS)
     for (c, h) in EDGE:
@@ -187,6 +187,23 @@ def test_reference_imports_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
             "import seagull_edge.kernels, seagull_edge.kernels.reference, seagull_edge.kernels.nvrtc\n"
             "from seagull_edge.kernels import masked_roi_pool_numpy, plan_launch\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_pooling_math_has_one_home():
+    """The model's MFE pools with kernels.reference (not the other way round); the kernels never
+    import the model; the torch wrapper lives in torch_op, not in nvrtc."""
+    code = ("import sys\n"
+            "import seagull_edge.kernels.torch_op as op, seagull_edge.kernels.reference as ref\n"
+            "import seagull_edge.kernels.nvrtc as knv, torch\n"
+            "ref.masked_roi_pool_torch([torch.ones(1, 2, 4, 4)], torch.ones(1, 1, 8, 8))\n"
+            "op.masked_roi_pool(*[torch.ones(1, 2, 4, 4)] * 4, torch.ones(1, 1, 8, 8))\n"
+            "assert not [m for m in sys.modules if m.startswith('seagull_edge.model')], 'kernels import the model'\n"
+            "from seagull_edge.model import mask_extractor as me\n"
+            "assert me.mask_pool is ref.mask_pool and me.pool_levels is ref.pool_levels\n"
+            "assert not hasattr(knv, 'masked_roi_pool_cuda'), 'nvrtc holds only the build and launch'\n"
+            "import seagull_edge.kernels as k\n"
+            "assert k.masked_roi_pool_cuda is op.masked_roi_pool_cuda and k.mask_pool is ref.mask_pool\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
 
 
@@ -649,7 +666,7 @@ needs_gpu = pytest.mark.skipif(_cuda_reason() is not None, reason=str(_cuda_reas
 
 
 def _gpu_run(feats_np, masks_np, fdtype, **kw):
-    from seagull_edge.kernels.nvrtc import masked_roi_pool_cuda
+    from seagull_edge.kernels.torch_op import masked_roi_pool_cuda
 
     feats = [torch.from_numpy(f).cuda().to(fdtype) for f in feats_np]
     masks = torch.from_numpy(masks_np).cuda()
@@ -694,7 +711,7 @@ def test_gpu_convnext_large_shapes(rng, Q, fdtype):
 @gpu
 @needs_gpu
 def test_gpu_matches_stock_ops_and_is_deterministic(rng):
-    from seagull_edge.kernels.nvrtc import masked_roi_pool_cuda
+    from seagull_edge.kernels.torch_op import masked_roi_pool_cuda
     from seagull_edge.kernels.reference import masked_roi_pool_torch
 
     feats = [torch.from_numpy(f).cuda() for f in make_feats(rng, 2, CONVNEXT_L)]

@@ -251,9 +251,25 @@ def test_uninterpretable_roi_entry_and_bad_masks(tmp_path):
                                                 r"ROI objects.*found the number 5"):
         ds[0]
     with pytest.raises(SeagullInputError, match=r"id2\.png, ROI 0: cannot decode the mask in 'segmentation' "
-                                                r"\(its runs cover 0 pixels, the mask has 6\*8\)"):
+                                                r"\(its runs cover 0 pixels, not h\*w = 6\*8 = 48\)"):
         ds[1]
-    with pytest.raises(SeagullInputError, match=r"uncompressed counts must be non-negative integers summing to 6\*8"):
+    with pytest.raises(SeagullInputError, match=r"uncompressed counts must be non-negative integers summing to h\*w = 6\*8"):
+        ds[2]
+
+
+def test_masks_decoded_by_the_runtime_codec(tmp_path):
+    """The reader refuses what the runtime's RLE codec refuses, in its own record-naming words."""
+    ds = Seagull100w(_make_tree(tmp_path, rois={
+        "id1": [{"segmentation": {"size": [H, W], "counts": "ab~"}}],  # a character outside '0'..'o'
+        "id2": [{"segmentation": {"size": [6.5, W], "counts": _rle(_mask(2))["counts"]}}],  # not the image's
+        "id10": [{"rle": "P"}]}))  # truncated
+    with pytest.raises(SeagullInputError, match=r"id1\.png, ROI 0: cannot decode the mask in 'segmentation' "
+                                                r"\(compressed counts use the characters '0'\.\.'o' only\)$"):
+        ds[0]
+    with pytest.raises(SeagullInputError, match=r"id2\.png, ROI 0: cannot decode the mask in 'segmentation' "
+                                                r"\(RLE size \[6\.5, 8\] does not match the 8x6 image\)$"):
+        ds[1]
+    with pytest.raises(SeagullInputError, match=r"'rle' \(truncated counts string\)$"):
         ds[2]
 
 

@@ -15,7 +15,7 @@ from seagull_edge import vocab
 from seagull_edge.training import labels
 from seagull_edge.training.dataset import SynthDataset, read_manifests, soft_levels, unit_position
 from seagull_edge.training.distortions import DistortionSpec, apply_distortion
-from seagull_edge.training.rois import decode_rle
+from seagull_edge.runtime.rle import decode as decode_rle
 from seagull_edge.training.sources import builtin_sources
 from seagull_edge.training.synth import SynthConfig, read_manifest_ids, synthesize
 

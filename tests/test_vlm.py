@@ -208,6 +208,23 @@ def test_postprocess_answer_as_seed():
     assert V.postprocess_answer("a. b. a. c.") == "a. b. a. c."  # " a" != "a": the seed compares raw pieces
 
 
+def test_distortion_answer_parser():
+    """The one parser of the distortion sentence (distill and the vlm backend read it)."""
+    from seagull_edge import vocab
+
+    m, p = V.distortion_mentions, V.parse_distortion_answer
+    assert m("With moderate blur and mild noise distortions.") == [("blur", "moderate"), ("noise", "mild")]
+    assert m("With minor colorfulness and trivial contrast distortions.") == [("colorfulness", None), ("contrast", None)]
+    assert m("Blur, and more BLUR.") == [("blur", None)]  # a type named twice counts once
+    assert m("With Extreme Compression distortion.") == [("compression", "extreme")]
+    for text in (vocab.CLEAN_SENTENCE, "", "The quality is good."):
+        assert m(text) == []
+    assert p(vocab.CLEAN_SENTENCE) == [] and p("Without any distortion.") == []  # clean
+    assert p("The quality is good.") is None and p("") is None and p(None) is None  # unreadable
+    for pairs in ([("contrast", "light"), ("blur", "extreme"), ("noise", "mild")], [("exposure", "considerable")]):
+        assert p(vocab.distortion_sentence(pairs)) == pairs  # the inverse of the sentence builder
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 

@@ -1,13 +1,17 @@
 """Fused CUDA kernels for SEAGULL's Mask-based Feature Extractor.
 
 ``masked_roi_pool.cu`` pools every feature level under every ROI mask in one launch (the stock-op
-semantics of :func:`seagull_edge.model.mask_extractor.mask_pool`: bilinear mask resize with
+semantics of :func:`seagull_edge.kernels.reference.mask_pool`: bilinear mask resize with
 ``align_corners=False``, ``> 0`` threshold, masked mean). Modules:
 
-* :mod:`seagull_edge.kernels.reference`: the float64 numpy reference and the stock torch version;
-* :mod:`seagull_edge.kernels.nvrtc`: NVRTC compilation + on-disk cache, launch planning, the
-  driver-API launcher :class:`~seagull_edge.kernels.nvrtc.MaskedRoiPoolKernel` and the torch
-  wrapper :func:`~seagull_edge.kernels.nvrtc.masked_roi_pool_cuda`.
+* :mod:`seagull_edge.kernels.reference`: the pooling math's one home: the float64 numpy reference
+  and the stock torch ops (``mask_pool`` / ``pool_levels``, which the model's MFE runs);
+* :mod:`seagull_edge.kernels.nvrtc`: NVRTC compilation + on-disk cache, launch planning and the
+  driver-API launcher :class:`~seagull_edge.kernels.nvrtc.MaskedRoiPoolKernel` (no torch);
+* :mod:`seagull_edge.kernels.torch_op`: the torch face: the wrapper
+  :func:`~seagull_edge.kernels.torch_op.masked_roi_pool_cuda` and the custom op
+  ``torch.ops.seagull.masked_roi_pool`` (importing it registers the op);
+* :mod:`seagull_edge.kernels.trt_plugin`: the TensorRT plugins.
 
 Importing this package imports neither torch nor cuda-python; the names below load their module
 on first use.
@@ -22,13 +26,17 @@ _EXPORTS = {
     "masked_roi_pool_numpy": "reference",
     "masked_roi_pool_torch": "reference",
     "bilinear_resize_numpy": "reference",
+    "mask_pool": "reference",
+    "pool_levels": "reference",
     "compile_ptx": "nvrtc",
     "compile_cubin": "nvrtc",
     "nvrtc_version": "nvrtc",
     "plan_launch": "nvrtc",
     "pack_params": "nvrtc",
     "MaskedRoiPoolKernel": "nvrtc",
-    "masked_roi_pool_cuda": "nvrtc",
+    "default_kernel": "nvrtc",
+    "masked_roi_pool_cuda": "torch_op",
+    "pool_levels_fused": "torch_op",
     "NvrtcError": "nvrtc",
     "NvrtcCompileError": "nvrtc",
     "KernelError": "nvrtc",

@@ -19,7 +19,8 @@ Three layers, each usable on its own:
 * **Launch**: :class:`MaskedRoiPoolKernel` loads the module with the CUDA driver API
   (``from cuda.bindings import driver``) in the current context and launches it on the caller's
   stream with raw device pointers (ints), so torch, CuPy or TensorRT buffers all work.
-  :func:`masked_roi_pool_cuda` is the torch convenience wrapper.
+  :func:`default_kernel` is the process-wide launcher. The torch wrapper over it is
+  :func:`seagull_edge.kernels.torch_op.masked_roi_pool_cuda`.
 
 fp16 headers: NVRTC 13.0 has no built-in ``cuda_fp16.h`` (``#include <cuda_fp16.h>`` fails with
 "no directories in search list"), and the ``nvidia-cuda-nvrtc`` wheel ships no headers; the
@@ -62,7 +63,7 @@ __all__ = [
     "kernel_source", "nvrtc_version", "nvrtc_library_path", "supported_archs", "normalize_arch",
     "find_cuda_include_dir", "cache_dir", "compile_ptx", "compile_cubin", "ptxas_report",
     "LevelPlan", "LaunchPlan", "plan_launch", "pack_params", "entry_name",
-    "MaskedRoiPoolKernel", "masked_roi_pool_cuda",
+    "MaskedRoiPoolKernel", "default_kernel",
 ]
 
 KERNEL_SOURCE_PATH = Path(__file__).with_name("masked_roi_pool.cu")
@@ -790,84 +791,17 @@ class MaskedRoiPoolKernel:
 
 
 # ------------------------------------------------------------------------------------------------
-# torch convenience
+# The process-wide launcher
 
 _default_kernel: MaskedRoiPoolKernel | None = None
-_workspaces: dict[tuple[int, int], Any] = {}
-_ws_lock = threading.Lock()
+_default_lock = threading.Lock()
 
 
 def default_kernel() -> MaskedRoiPoolKernel:
-    """The process-wide launcher used by :func:`masked_roi_pool_cuda`."""
+    """The process-wide launcher (:func:`seagull_edge.kernels.torch_op.masked_roi_pool_cuda` uses it)."""
     global _default_kernel
-    if _default_kernel is None:
-        _default_kernel = MaskedRoiPoolKernel()
+    with _default_lock:
+        if _default_kernel is None:
+            _default_kernel = MaskedRoiPoolKernel()
     return _default_kernel
 
-
-def _workspace(torch, device, stream_handle: int, nbytes: int):
-    """A zero-initialised workspace private to (device, stream), grown on demand.
-
-    Its tickets are zero after every completed launch, so it is zeroed only when allocated.
-    """
-    key = (device.index, stream_handle)
-    with _ws_lock:
-        ws = _workspaces.get(key)
-        if ws is None or ws.numel() < nbytes:
-            ws = torch.zeros(max(nbytes, 1 << 16), dtype=torch.uint8, device=device)
-            _workspaces[key] = ws
-    return ws
-
-
-def masked_roi_pool_cuda(feats: Sequence[Any], masks: Any, *, out: Sequence[Any] | None = None,
-                         kernel: MaskedRoiPoolKernel | None = None, **plan_kwargs: Any) -> list:
-    """Fused masked ROI pooling of CUDA torch tensors on the current stream.
-
-    Args:
-        feats: 1..4 tensors [B, C_l, H_l, W_l], all float32 or all float16, on one CUDA device.
-        masks: [B, Q, Hm, Wm] uint8, bool or float32 (float16 / float64 masks are converted to
-            float32) on the same device.
-        out: optional preallocated outputs (contiguous [B, Q, C_l], the features' dtype).
-        plan_kwargs: passed to :func:`plan_launch` (``tq``, ``split_px``, ``max_splits``).
-    Returns:
-        one tensor [B, Q, C_l] per level, in the features' dtype.
-    """
-    import torch
-
-    if not feats:
-        raise ValueError("no feature maps")
-    dev = feats[0].device
-    if dev.type != "cuda" or masks.device != dev or any(f.device != dev for f in feats):
-        raise ValueError("features and masks must be CUDA tensors on one device")
-    dtype = feats[0].dtype
-    if dtype not in (torch.float32, torch.float16) or any(f.dtype != dtype for f in feats):
-        raise ValueError("features must all be float32 or all float16")
-    if masks.dim() != 4 or any(f.dim() != 4 for f in feats):
-        raise ValueError("features [B,C,H,W] and masks [B,Q,Hm,Wm] expected")
-    if masks.dtype == torch.bool:
-        masks = masks.view(torch.uint8)
-    elif masks.dtype not in (torch.uint8, torch.float32):
-        masks = masks.float()
-    feats = [f.contiguous() for f in feats]
-    masks = masks.contiguous()
-    k = kernel or default_kernel()
-    with torch.cuda.device(dev):
-        stream = torch.cuda.current_stream(dev).cuda_stream
-        plan = k.plan([f.shape for f in feats], masks.shape, **plan_kwargs)
-        if out is None:
-            outs = [torch.empty((plan.B, plan.Q, lv.C), dtype=dtype, device=dev) for lv in plan.levels]
-        else:
-            outs = list(out)
-            for o, lv in zip(outs, plan.levels):
-                if (tuple(o.shape) != (plan.B, plan.Q, lv.C) or o.dtype != dtype or o.device != dev
-                        or not o.is_contiguous()):
-                    raise ValueError(f"out: expected contiguous {(plan.B, plan.Q, lv.C)} {dtype} on {dev}")
-            if len(outs) != len(plan.levels):
-                raise ValueError("out: one tensor per level expected")
-        ws_ptr = 0
-        if plan.workspace_bytes:
-            ws_ptr = _workspace(torch, dev, int(stream), plan.workspace_bytes).data_ptr()
-        k([f.data_ptr() for f in feats], [f.shape for f in feats], masks.data_ptr(), masks.shape,
-          [o.data_ptr() for o in outs], dtype, masks.dtype, int(stream),
-          workspace=ws_ptr, zero_tickets=False, plan=plan)
-    return outs

@@ -1,9 +1,13 @@
-"""Reference implementations of the fused masked ROI pooling (``masked_roi_pool.cu``).
+"""The masked ROI pooling math, in one place: references of the fused kernel (``masked_roi_pool.cu``)
+and the stock-op pooling the model runs.
 
 * :func:`masked_roi_pool_numpy`: float64 numpy, with the bilinear resize written out
   (:func:`bilinear_resize_numpy`); the ground truth of the tests.
-* :func:`masked_roi_pool_torch`: stock torch ops, one :func:`~seagull_edge.model.mask_extractor.mask_pool`
-  per level (what the model runs without the kernel); the baseline of the benchmark.
+* :func:`mask_pool` / :func:`pool_levels`: the seed's ``MaskPooling`` with stock torch ops, one
+  level / every level; what the model's MFE runs without the kernel
+  (:mod:`seagull_edge.model.mask_extractor` imports them from here).
+* :func:`masked_roi_pool_torch`: :func:`mask_pool` per level for any mask dtype; the baseline of
+  the benchmark.
 
 Semantics, per level with feat [B,C,H,W] and masks [B,Q,Hm,Wm]:
 
@@ -14,7 +18,7 @@ Semantics, per level with feat [B,C,H,W] and masks [B,Q,Hm,Wm]:
 2. binarise with ``> 0``;
 3. ``out[b,q,c] = sum_hw feat * m / (sum_hw m + 1e-8)`` (an empty mask gives 0).
 
-torch is imported only inside :func:`masked_roi_pool_torch`.
+torch is imported only inside the torch functions, when they are called.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["source_index", "bilinear_resize_numpy", "binarised_masks_numpy", "masked_roi_pool_numpy",
-           "masked_roi_pool_torch"]
+           "mask_pool", "pool_levels", "masked_roi_pool_torch"]
 
 EPS = 1e-8
 
@@ -97,13 +101,35 @@ def masked_roi_pool_numpy(feats: Sequence[np.ndarray], masks: np.ndarray) -> lis
     return outs
 
 
+def mask_pool(feat, masks):
+    """The seed's ``MaskPooling``: feat [B,C,H,W], masks [B,Q,Hm,Wm] (torch tensors) -> pooled [B,Q,C].
+
+    The mask is resized bilinearly (align_corners=False) to H x W if its size differs,
+    binarised with ``> 0`` and divided by its pixel count (an empty mask pools to zeros).
+    The seed divides by ``sum + 1e-8``; a binary mask's sum is 0 or >= 1, so dividing by
+    ``max(sum, 1)`` gives the same numbers, and unlike ``+ 1e-8`` (which is 0 in float16) it
+    never divides zero by zero.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if feat.shape[-2:] != masks.shape[-2:]:
+        masks = F.interpolate(masks, size=feat.shape[-2:], mode="bilinear", align_corners=False)
+    masks = (masks > 0).to(feat.dtype)
+    denom = masks.sum(dim=(-1, -2), keepdim=True).clamp_min(1.0)
+    return torch.einsum("bchw,bqhw->bqc", feat, masks / denom)
+
+
+def pool_levels(feats: Sequence, masks) -> list:
+    """:func:`mask_pool` for each level with stock ops (the fused kernel replaces all four at once)."""
+    return [mask_pool(f.to(masks.dtype), masks) for f in feats]
+
+
 def masked_roi_pool_torch(feats: Sequence, masks) -> list:
     """Stock torch ops (the seed's ``MaskPooling`` per level): four resizes, thresholds,
     reductions and batched products. Floating-point masks are resized in their own dtype (as
-    ``mask_pool`` does); uint8/bool masks become float32 {0, 1} first (nonzero = 1, as the kernel).
+    :func:`mask_pool` does); uint8/bool masks become float32 {0, 1} first (nonzero = 1, as the kernel).
     Returns [B,Q,C_l] in the features' dtype.
     """
-    from seagull_edge.model.mask_extractor import mask_pool
-
     m = masks if masks.is_floating_point() else (masks != 0).float()
     return [mask_pool(f, m) for f in feats]

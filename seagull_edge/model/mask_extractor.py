@@ -16,30 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# the pooling math lives in kernels.reference (one home for the model and the kernel's references);
+# mask_pool is re-exported for callers of this module
+from seagull_edge.kernels.reference import mask_pool, pool_levels  # noqa: F401
 from seagull_edge.model.texture import NUM_CHANNELS, TextureMaps
 
 LEVEL_NAMES = ("res2", "res3", "res4", "res5")
-
-
-def mask_pool(feat: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """The seed's ``MaskPooling``: feat [B,C,H,W], masks [B,Q,Hm,Wm] -> pooled [B,Q,C].
-
-    The mask is resized bilinearly (align_corners=False) to H x W if its size differs,
-    binarised with ``> 0`` and divided by its pixel count (an empty mask pools to zeros).
-    The seed divides by ``sum + 1e-8``; a binary mask's sum is 0 or >= 1, so dividing by
-    ``max(sum, 1)`` gives the same numbers, and unlike ``+ 1e-8`` (which is 0 in float16) it
-    never divides zero by zero.
-    """
-    if feat.shape[-2:] != masks.shape[-2:]:
-        masks = F.interpolate(masks, size=feat.shape[-2:], mode="bilinear", align_corners=False)
-    masks = (masks > 0).to(feat.dtype)
-    denom = masks.sum(dim=(-1, -2), keepdim=True).clamp_min(1.0)
-    return torch.einsum("bchw,bqhw->bqc", feat, masks / denom)
-
-
-def pool_levels(feats: Sequence[torch.Tensor], masks: torch.Tensor) -> list[torch.Tensor]:
-    """:func:`mask_pool` for each level with stock ops (the fused kernel replaces all four at once)."""
-    return [mask_pool(f.to(masks.dtype), masks) for f in feats]
 
 
 class Attention(nn.Module):

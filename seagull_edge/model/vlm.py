@@ -182,6 +182,40 @@ def postprocess_answer(text: str) -> str:
     return out
 
 
+_SEVERITY_WORDS = "|".join(vocab.SEVERITY_LEVELS)
+_TYPE_WORDS = "|".join(vocab.DISTORTION_TYPES)
+_MENTION = re.compile(rf"\b(?:({_SEVERITY_WORDS})\s+)?({_TYPE_WORDS})\b", re.IGNORECASE)
+_CLEAN = re.compile(r"\bno (obvious |apparent |visible )?distortions?\b|\bwithout (any )?(obvious )?distortions?\b",
+                    re.IGNORECASE)
+
+
+def distortion_mentions(text: str) -> list[tuple[str, str | None]]:
+    """The (type, severity word or None) pairs a distortion answer names, in its order.
+
+    The one parser of SEAGULL's distortion sentence (the inverse of :func:`vocab.distortion_sentence`):
+    ``"With moderate blur and mild noise distortions."`` -> ``[("blur", "moderate"), ("noise", "mild")]``.
+    A type is a word of :data:`vocab.DISTORTION_TYPES`, its severity the :data:`vocab.SEVERITY_LEVELS`
+    word right before it (None if there is none, e.g. the paper's figure's "minor"); a type named
+    twice keeps its first mention. Words are matched case-insensitively and returned lower-case.
+    """
+    out: list[tuple[str, str | None]] = []
+    for severity, dtype in _MENTION.findall(text or ""):
+        dtype = dtype.lower()
+        if all(t != dtype for t, _ in out):
+            out.append((dtype, severity.lower() or None))
+    return out
+
+
+def parse_distortion_answer(text: str) -> list[tuple[str, str | None]] | None:
+    """:func:`distortion_mentions`, telling a clean answer from an unreadable one: ``[]`` when the
+    answer says there is no distortion ("No obvious distortion is found in this region."), None when
+    it names no known type and does not say it is clean."""
+    text = text or ""
+    if _CLEAN.search(text):
+        return []
+    return distortion_mentions(text) or None
+
+
 # ----------------------------------------------------------------------------- the model
 
 LLAMA_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -518,11 +552,9 @@ class SeagullVLM(nn.Module):
         crops are the mask's tight box (inclusive, :func:`~seagull_edge.runtime.image.mask_bbox`).
         """
         from seagull_edge.model.transforms import preprocess_crops, preprocess_image, preprocess_masks
-        from seagull_edge.runtime.image import mask_bbox
+        from seagull_edge.runtime.image import check_rgb_uint8, mask_bbox
 
-        rgb = np.asarray(image_rgb_uint8)
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise SeagullInputError(f"image must be RGB uint8 [H,W,3], got {rgb.dtype} {rgb.shape}")
+        rgb = check_rgb_uint8(image_rgb_uint8, "the VLM")
         mlist = [np.asarray(m) > 0 for m in masks]
         if not mlist:
             raise SeagullInputError("no ROI masks given")
@@ -625,7 +657,8 @@ class SeagullVLM(nn.Module):
             for i, (q, t, score) in enumerate(group):
                 if score:
                     level_logits = logits[i].float()[entries[t]["level_ids"]].cpu().numpy()
-                    results[q][t] = LevelResult.from_logits(level_logits, LEVEL_WORDS[t])
+                    # the most likely word, as the VLM's own sentence says it (not the score's bin)
+                    results[q][t] = LevelResult.from_logits(level_logits, LEVEL_WORDS[t], rule="argmax")
             if not decode:
                 continue
             if len(decode) < len(group):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -253,11 +253,29 @@ def png_structure_problem(data: bytes) -> str | None:
         pos = end
 
 
+def check_rgb_uint8(rgb: Any, what: str = "<array>") -> np.ndarray:
+    """Check, without converting, that ``rgb`` is an RGB uint8 [H,W,3] numpy array with pixels;
+    returns it C-contiguous. Anything else is one one-line :class:`ImageError` naming ``what``.
+
+    The strict counterpart of :func:`to_rgb_uint8`, for APIs whose contract is RGB uint8 (a
+    segmenter's ``set_image``, ROI proposal, the VLM's ``preprocess``): a grayscale or float image
+    there is a caller's mistake to report, not a layout to guess.
+    """
+    if not isinstance(rgb, np.ndarray):
+        raise ImageError(f"{what} expects a numpy uint8 [H,W,3] RGB array, got {type(rgb).__name__}")
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ImageError(f"{what} expects a uint8 [H,W,3] RGB array, got {rgb.dtype} {list(rgb.shape)}")
+    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise ImageError(f"{what}: the image is empty ({rgb.shape[1]}x{rgb.shape[0]})")
+    return np.ascontiguousarray(rgb)
+
+
 def to_rgb_uint8(img: np.ndarray, name: str = "<array>", bgr: bool = False) -> np.ndarray:
     """Convert an image array of any common layout and depth to RGB uint8 [H,W,3].
 
     Accepts [H,W], [H,W,1], [H,W,3], [H,W,4]; uint8, uint16, bool or float in [0, 1].
-    ``bgr`` says the channels are in OpenCV's order.
+    ``bgr`` says the channels are in OpenCV's order. :func:`check_rgb_uint8` is the strict check
+    that converts nothing.
     """
     img = np.asarray(img)
     if img.ndim == 3 and img.shape[2] == 1:

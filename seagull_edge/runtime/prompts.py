@@ -17,6 +17,7 @@ import numpy as np
 
 from seagull_edge.errors import ImageError, PromptError
 from seagull_edge.inputs import loads_json, shown, shown_value
+from seagull_edge.runtime import rle as rle_codec
 from seagull_edge.runtime.image import imdecode
 
 POINT_BOX_FRACTION = 0.125
@@ -29,6 +30,9 @@ class Roi:
 
     mask: np.ndarray  # bool [H,W]
     prompt: dict[str, Any] = field(default_factory=dict)
+    # What made the mask from a box or point prompt: a segmenter's name, "none" (the rectangle,
+    # or the square around a point); None for a mask given as such (PNG, RLE, array).
+    segmenter: str | None = None
 
     @property
     def area(self) -> int:
@@ -139,72 +143,17 @@ def load_mask_png(path: str | os.PathLike, width: int, height: int) -> Roi:
 
 def rle_to_roi(rle: str | dict | bytes, width: int, height: int, name: str = "rle") -> Roi:
     """COCO RLE -> ROI. Accepts a compressed counts string (size = the image's, as the seed's
-    inference JSON), a JSON object text, or a dict ``{"size": [h, w], "counts": str | list}``."""
-    from pycocotools import mask as mask_utils
-
+    inference JSON), a JSON object text, or a dict ``{"size": [h, w], "counts": str | list}``.
+    Decoded (and checked) by :func:`seagull_edge.runtime.rle.decode`."""
     obj: Any = rle
     if isinstance(obj, bytes):
         obj = obj.decode("ascii", errors="replace")
     if isinstance(obj, str) and obj.lstrip().startswith("{"):
         obj = loads_json(obj, name, PromptError)
-    if isinstance(obj, str):
-        obj = {"size": [height, width], "counts": obj}
-    if not isinstance(obj, dict) or "counts" not in obj:
-        raise PromptError(f"{name}: expected a COCO RLE (counts string or {{'size', 'counts'}})")
-    size = obj.get("size", [height, width])
-    # Compared as numbers, never converted: int() of NaN, Infinity or 1e999 raises.
-    if (not isinstance(size, (list, tuple)) or len(size) != 2
-            or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in size)
-            or list(size) != [height, width]):
-        raise PromptError(f"{name}: RLE size {shown_value(size)} does not match the {width}x{height} image")
-    counts = obj["counts"]
-    if isinstance(counts, bytes):  # as pycocotools.mask.encode returns it
-        counts = counts.decode("ascii", errors="replace")
-    try:
-        if isinstance(counts, list):
-            if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != height * width:
-                raise ValueError("uncompressed counts must be non-negative integers summing to h*w")
-            rle_obj = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-        elif isinstance(counts, str):
-            if not counts or any(ord(c) < 48 or ord(c) > 111 for c in counts):
-                raise ValueError("compressed counts use characters '0'..'o' only")
-            # Checked in Python first: pycocotools trusts the runs and would decode garbage.
-            total = rle_total(counts)
-            if total != height * width:
-                raise ValueError(f"its runs cover {total} pixels, the image has {height * width}")
-            rle_obj = {"size": [height, width], "counts": counts.encode("ascii")}
-        else:
-            raise ValueError("counts must be a string or a list of integers")
-        mask = mask_utils.decode(rle_obj)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise PromptError(f"{name}: malformed RLE ({exc})") from None
+    mask = rle_codec.decode(obj, height, width, name=name)
     roi = mask_to_roi(mask, width, height, name=name)
     roi.prompt = {"rle": True}
     return roi
-
-
-def rle_total(counts: str) -> int:
-    """Sum of the runs of a compressed COCO counts string (decoded as pycocotools does)."""
-    runs: list[int] = []
-    p = 0
-    while p < len(counts):
-        x, k, more = 0, 0, True
-        while more:
-            if p >= len(counts):
-                raise ValueError("truncated counts string")
-            c = ord(counts[p]) - 48
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and (c & 0x10):
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        if x < 0:
-            raise ValueError("negative run length")
-        runs.append(x)
-    return sum(runs)
 
 
 def _num(v: float) -> int | float:

@@ -21,7 +21,7 @@ from seagull_edge.runtime.config import ModelConfig
 from seagull_edge.runtime.prompts import Roi
 from seagull_edge.errors import SeagullInputError
 from seagull_edge.training.dataset import read_manifests, types_known
-from seagull_edge.training.rois import decode_rle
+from seagull_edge.runtime.rle import decode as decode_rle
 
 GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
 

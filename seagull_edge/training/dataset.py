@@ -18,7 +18,7 @@ from seagull_edge.errors import SeagullInputError
 from seagull_edge.runtime import image as imops
 from seagull_edge.runtime.config import CLIP_MEAN, CLIP_STD
 from seagull_edge.training import labels
-from seagull_edge.training.rois import decode_rle
+from seagull_edge.runtime.rle import decode as decode_rle
 
 
 def read_manifests(root: str | Path, splits: Sequence[str] | None = None) -> list[dict[str, Any]]:

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,26 +32,24 @@ from seagull_edge import vocab
 from seagull_edge.errors import SeagullInputError
 from seagull_edge.runtime import image as imops
 from seagull_edge.runtime.config import CLIP_MEAN, CLIP_STD
-from seagull_edge.runtime.batch import BatchItem, read_seed_batch, require_valid
+from seagull_edge.runtime.batch import BatchItem, read_seed_batch
 
 __all__ = ["parse_distortion_answer", "teacher_labels", "read_teacher_labels", "TeacherDataset", "distill",
            "propose_batch",
-           "read_seed_batch"]
+           "read_seed_batch"]  # read_seed_batch: re-exported for the CLI's distill command
 
 FORMAT = "seagull-edge/teacher-1"
 
 # ----------------------------------------------------------------------------- answer parsing
 
-_CLEAN = re.compile(r"\bno (obvious |apparent |visible )?distortions?\b|\bwithout (any )?(obvious )?distortions?\b")
-
 
 def parse_distortion_answer(text: str) -> list[tuple[str, int]] | None:
     """SEAGULL's distortion answer -> [(type, severity index or -1)], most likely first; None if unreadable.
 
-    The mentions are found by the ``vlm`` backend's parser
-    (:func:`seagull_edge.model.vlm_engine.parse_distortions`); on top of it, training needs to
-    tell a clean answer (an all-zero type target) from an unreadable one (no
-    target at all), which that parser's ``[]`` does not:
+    Parsed by :func:`seagull_edge.model.vlm.parse_distortion_answer` (the one parser of the
+    VLM's distortion sentence), the severity words turned into indices of
+    :data:`vocab.SEVERITY_LEVELS`. Training tells a clean answer (an all-zero type target) from an
+    unreadable one (no target at all):
 
     ``"With moderate blur and mild noise distortions."`` -> ``[("blur", 2), ("noise", 0)]``;
     ``"No obvious distortion is found in this region."`` -> ``[]`` (clean);
@@ -60,15 +57,12 @@ def parse_distortion_answer(text: str) -> list[tuple[str, int]] | None:
     severity words are not in :data:`vocab.SEVERITY_LEVELS`) -> ``[("colorfulness", -1), ("contrast", -1)]``;
     text naming no known type -> None. A type named twice keeps its first severity.
     """
-    from seagull_edge.model.vlm_engine import parse_distortions
+    from seagull_edge.model.vlm import parse_distortion_answer as parse
 
-    text = text or ""
-    if _CLEAN.search(text.lower()):
-        return []
-    found = parse_distortions(text)
-    if not found:
+    found = parse(text)
+    if found is None:
         return None
-    return [(d.type, vocab.SEVERITY_LEVELS.index(d.severity) if d.severity else -1) for d in found]
+    return [(t, vocab.SEVERITY_LEVELS.index(s) if s else -1) for t, s in found]
 
 
 # ----------------------------------------------------------------------------- the teacher file
@@ -117,7 +111,8 @@ def propose_batch(img_dir: str | os.PathLike, rois_per_image: int = 6, seed: int
     """
     import zlib
 
-    from seagull_edge.training.rois import encode_rle, propose_rois
+    from seagull_edge.runtime import rle
+    from seagull_edge.training.rois import propose_rois
 
     folder = Path(img_dir)
     if not folder.is_dir():
@@ -131,7 +126,7 @@ def propose_batch(img_dir: str | os.PathLike, rois_per_image: int = 6, seed: int
         rng = np.random.default_rng([seed, zlib.crc32(path.name.encode("utf-8"))])
         masks = [m for _kind, m in propose_rois(rgb, rois_per_image, rng)]
         if masks:
-            items.append(BatchItem(index=i, image=path, rois=[encode_rle(m) for m in masks], mask_type="rle"))
+            items.append(BatchItem(index=i, image=path, rois=[rle.encode(m) for m in masks], mask_type="rle"))
     return items
 
 
@@ -379,12 +374,3 @@ def distill(labels_jsonl: str | os.PathLike, out_run: str | os.PathLike, preset:
                       init=str(init) if init else "")
     return train(cfg, resume=resume, log=log, progress=progress, dataset=data)
 
-
-def read_batch(rois_json: str | os.PathLike, img_dir: str | os.PathLike, mask_type: str = "points") -> list[BatchItem]:
-    """The seed-format batch file (checked whole before any image is read)."""
-    return require_valid(read_seed_batch(rois_json, img_dir, mask_type))
-
-
-def iter_records(jsonl: str | os.PathLike) -> Iterable[dict[str, Any]]:
-    """The raw complete records of a teacher file."""
-    return _scan(Path(jsonl))[0]

@@ -18,20 +18,24 @@ When a SAM or MobileSAM checkpoint is at hand, :func:`sam_rois` follows the pape
 closely ("object" masks from superpixel bounding-box prompts, "component" masks from random points).
 
 Masks are bool ``[H, W]`` arrays; :func:`encode_rle` / :func:`decode_rle` convert them to and from
-COCO RLE with a ``str`` ``counts`` (JSON-able), as the seed's inference JSON stores them.
+COCO RLE with a ``str`` ``counts`` (JSON-able), as the seed's inference JSON stores them. They are
+the runtime's codec (:mod:`seagull_edge.runtime.rle`), so training reads exactly what the runtime
+accepts; the names stay for ``dataset``, ``calibrate`` and ``evaluate``.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from seagull_edge.errors import SeagullInputError
+from seagull_edge.runtime.image import check_rgb_uint8
+from seagull_edge.runtime.rle import decode as decode_rle
+from seagull_edge.runtime.rle import encode as encode_rle
 
 __all__ = [
     "ROI_KINDS",
@@ -64,9 +68,7 @@ _SAM_PACKAGES = {
 
 
 def _check_rgb(rgb: Any) -> np.ndarray:
-    from seagull_edge.runtime.segmenter import check_rgb
-
-    return check_rgb(rgb, "ROI proposal")
+    return check_rgb_uint8(rgb, "ROI proposal")
 
 
 def _check_n(n: Any) -> int:
@@ -562,58 +564,3 @@ def sam_rois(rgb: np.ndarray, checkpoint: str, n: int, rng: np.random.Generator,
             out.append((kind, best))
             made[kind] += 1
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# COCO RLE
-# --------------------------------------------------------------------------------------------
-
-
-def encode_rle(mask: np.ndarray) -> dict:
-    """COCO RLE ``{"size": [h, w], "counts": str}`` of a 2-D mask (JSON-serialisable)."""
-    from pycocotools import mask as mask_utils
-
-    mask = np.asarray(mask)
-    if mask.ndim != 2 or mask.size == 0:
-        raise SeagullInputError(f"mask must be a non-empty 2-D array, got shape {list(mask.shape)}")
-    if mask.dtype != bool:
-        if not np.isin(mask, (0, 1)).all():
-            raise SeagullInputError("mask must be bool or 0/1 valued")
-        mask = mask.astype(bool)
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    counts = rle["counts"]
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts}
-
-
-def decode_rle(rle: dict) -> np.ndarray:
-    """A bool ``[H, W]`` mask from a COCO RLE dict; ``counts`` may be str, bytes or the
-    uncompressed list of run lengths."""
-    from pycocotools import mask as mask_utils
-
-    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
-        raise SeagullInputError("an RLE must be a dict with 'size' [h, w] and 'counts'")
-    size = rle["size"]
-    try:
-        h, w = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise SeagullInputError(f"RLE size must be [h, w], got {size!r}") from None
-    if h < 1 or w < 1:
-        raise SeagullInputError(f"RLE size must be positive, got {size!r}")
-    counts = rle["counts"]
-    if isinstance(counts, (list, tuple)):
-        if sum(int(c) for c in counts) != h * w:
-            raise SeagullInputError(f"uncompressed RLE counts sum to {sum(counts)}, not {h}*{w}")
-        obj = mask_utils.frPyObjects({"size": [h, w], "counts": [int(c) for c in counts]}, h, w)
-    elif isinstance(counts, (str, bytes)):
-        obj = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    else:
-        raise SeagullInputError(f"RLE counts must be str, bytes or a list, got {type(counts).__name__}")
-    try:
-        with warnings.catch_warnings():  # pycocotools' own numpy-2 copy= DeprecationWarning
-            warnings.simplefilter("ignore", DeprecationWarning)
-            mask = mask_utils.decode(obj)
-    except Exception as exc:  # pycocotools raises bare Exceptions / ValueErrors on bad strings
-        raise SeagullInputError(f"cannot decode RLE: {exc}") from exc
-    return np.asarray(mask, dtype=bool).reshape(h, w)

@@ -47,8 +47,10 @@ What is NOT documented, and how this reader copes:
   top-level ``counts`` (+ ``size``), ``mask`` as an RLE object) or COCO polygons under
   ``segmentation``, it is decoded with ``pycocotools.mask`` into ``roi["mask"]`` (uint8 H×W,
   1 inside). Without a stated size, the size comes from the ROI's or image record's
-  ``height``/``width``, else from the distorted image's header. Runs that do not cover exactly
-  h×w pixels are refused (pycocotools does not check them). A bare string ROI is read as
+  ``height``/``width``, else from the distorted image's header. RLEs are decoded by the runtime's
+  codec (:func:`seagull_edge.runtime.rle.decode`), so a record is refused for what the runtime
+  refuses (runs that do not cover exactly h×w pixels, which pycocotools does not check, a
+  character outside ``'0'..'o'``, a size that is not the mask's). A bare string ROI is read as
   compressed counts; a decoded ``mask`` RLE object is replaced by the array.
 * **Scores**: returned as found (``item["scores"]``), uninterpreted: which numbers are ROI
   quality and importance, and on what scale, is unknown (TOPIQ FR-IQA per the paper).
@@ -75,7 +77,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from seagull_edge.errors import SeagullInputError
-from seagull_edge.runtime.prompts import rle_total
+from seagull_edge.runtime import rle
 
 __all__ = [
     "FOLDER_TO_TYPE", "DIST_DIR", "REF_DIR", "LABELS_DIR", "ROIS_LABELS", "SCORES_LABELS", "NAME_FIELDS",
@@ -522,30 +524,16 @@ def _decode_mask(roi: dict, entry: dict, img: Seagull100wImage, where: str) -> n
     h, w = hw
     if isinstance(src, (str, bytes)):
         src = {"counts": src}
+    if isinstance(src, dict) and "counts" in src:
+        try:
+            mask = rle.decode(src, h, w, name=f"{where}: the mask in {field!r}")
+        except rle.RleError as exc:  # one format for every bad mask of a record
+            raise SeagullInputError(f"{where}: cannot decode the mask in {field!r} ({exc.reason})") from None
+        return np.ascontiguousarray(mask, dtype=np.uint8)
     try:
-        if isinstance(src, dict) and "counts" in src:
-            counts = src["counts"]
-            if isinstance(counts, bytes):
-                counts = counts.decode("ascii", errors="replace")
-            if isinstance(counts, list):
-                if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != h * w:
-                    raise ValueError(f"uncompressed counts must be non-negative integers summing to {h}*{w}")
-                rle = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
-            elif isinstance(counts, str):
-                if not counts or any(ord(c) < 48 or ord(c) > 111 for c in counts):
-                    raise ValueError("compressed counts use the characters '0'..'o' only")
-                total = rle_total(counts)
-                if total != h * w:
-                    raise ValueError(f"its runs cover {total} pixels, the mask has {h}*{w}")
-                rle = {"size": [h, w], "counts": counts.encode("ascii")}
-            else:
-                raise ValueError(f"counts must be a string or a list of integers, found {_describe(counts)}")
+        if (isinstance(src, list) and src and all(isinstance(p, list) for p in src)
+                and all(len(p) >= 6 and len(p) % 2 == 0 and all(isinstance(v, (int, float)) for v in p) for p in src)):
             with warnings.catch_warnings():  # pycocotools' numpy-2 "copy keyword" DeprecationWarning
-                warnings.simplefilter("ignore", DeprecationWarning)
-                mask = mask_utils.decode(rle)
-        elif (isinstance(src, list) and src and all(isinstance(p, list) for p in src)
-              and all(len(p) >= 6 and len(p) % 2 == 0 and all(isinstance(v, (int, float)) for v in p) for p in src)):
-            with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(src, h, w)))
         else:

@@ -28,10 +28,11 @@ import numpy as np
 
 from seagull_edge import vocab
 from seagull_edge.fileio import atomic_write_bytes
+from seagull_edge.runtime import rle
 from seagull_edge.runtime.image import mask_bbox
 from seagull_edge.training import labels
 from seagull_edge.training.distortions import DistortionSpec, apply_distortions, random_spec
-from seagull_edge.training.rois import encode_rle, propose_rois
+from seagull_edge.training.rois import propose_rois
 from seagull_edge.training.sources import Source
 
 MODES = ("whole", "regional", "clean")
@@ -122,7 +123,7 @@ def make_sample(ref: np.ndarray, rng: np.random.Generator, cfg: SynthConfig) -> 
                 partial = max(partial, cover)
         quality = labels.roi_quality(final, ref, mask)
         roi_records.append({
-            "kind": kind, "rle": encode_rle(mask), "bbox": list(mask_bbox(mask)), "area": area,
+            "kind": kind, "rle": rle.encode(mask), "bbox": list(mask_bbox(mask)), "area": area,
             "quality": round(quality, 5), "quality_level": labels.quality_level(quality),
             "importance": round(importance, 5), "importance_level": labels.importance_level(importance),
             "partial_cover": round(partial, 4),
@@ -131,7 +132,7 @@ def make_sample(ref: np.ndarray, rng: np.random.Generator, cfg: SynthConfig) -> 
         })
     record = {
         "mode": mode, "width": w, "height": h,
-        "layers": [{"region": None if r is None else encode_rle(r), "specs": [s.to_dict() for s in sp]}
+        "layers": [{"region": None if r is None else rle.encode(r), "specs": [s.to_dict() for s in sp]}
                    for r, sp in layers],
         "probe": [s.to_dict() for s in probe_specs],
         "rois": roi_records,
