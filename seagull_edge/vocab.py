@@ -3,6 +3,7 @@
 The level lists follow the authors' development code (``QUALITY_LEVEL``, ``IMPORTANCE_LEVEL``,
 ``DIST_LEVEL``), worst first, so that a level's index is its rank. ``score`` is the expected
 level index over 4, as SEAGULL is scored (Q-Align style: probability-weighted level words).
+A reported level is the bin its score falls in (:func:`score_level`), so word and score agree.
 """
 
 from __future__ import annotations
@@ -39,6 +40,38 @@ def expected_level_score(probs: np.ndarray) -> np.ndarray:
     probs = np.asarray(probs, dtype=np.float64)
     n = probs.shape[-1]
     return probs @ np.arange(n, dtype=np.float64) / (n - 1)
+
+
+def level_index(score: float, bounds: Sequence[float]) -> int:
+    """The bin of ``score`` given the upper bounds of all bins but the last, ascending: the first
+    bin whose bound is above it (a score equal to a bound is in the bin above). The one binning
+    rule: the training labels' levels (``training.labels``, on the label axis) and the reported
+    levels (:func:`score_level`, on the score axis) both come from it."""
+    return int(np.searchsorted(np.asarray(bounds, dtype=np.float64), score, side="right"))
+
+
+def level_of(score: float, bounds: Sequence[float], levels: Sequence[str]) -> str:
+    """The level word of ``score`` (:func:`level_index`); ``len(levels) == len(bounds) + 1``."""
+    if len(levels) != len(bounds) + 1:
+        raise ValueError(f"{len(levels)} levels need {len(levels) - 1} bounds, got {len(bounds)}")
+    return levels[level_index(score, bounds)]
+
+
+def score_bounds(n_levels: int = 5) -> tuple[float, ...]:
+    """The bins of :func:`expected_level_score` (index / (n - 1)): level k holds the scores whose
+    level index rounds to k, i.e. [(k - 0.5) / (n - 1), (k + 0.5) / (n - 1)) (the ends closed at 0
+    and 1). For 5 levels: 0.125, 0.375, 0.625, 0.875. The training targets put a label of level k
+    at exactly these positions (``training.dataset.unit_position`` maps level k's label bin onto
+    index [k - 0.5, k + 0.5]), so a score's bin is the level the labels would give it."""
+    return tuple((k + 0.5) / (n_levels - 1) for k in range(n_levels - 1))
+
+
+SCORE_BOUNDS: tuple[float, ...] = score_bounds(5)
+
+
+def score_level(score: float, levels: Sequence[str]) -> str:
+    """The level word reported for a score in [0, 1]: the bin of :func:`score_bounds` it is in."""
+    return level_of(score, score_bounds(len(levels)), levels)
 
 
 def quality_sentence(level: str) -> str:

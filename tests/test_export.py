@@ -68,3 +68,26 @@ def test_onnxruntime_equals_torch(exported, num_rois):
         assert g.shape == w.shape and g.shape[0] == num_rois
         assert np.isfinite(g).all()
         np.testing.assert_allclose(g, w, atol=ATOL, err_msg=name)
+
+
+@pytest.mark.parametrize("weights", [True, False])
+def test_folder_files_share_one_mode_and_weights_are_listed(tmp_path, weights):
+    import json
+    import os
+    import stat
+
+    from seagull_edge.runtime.config import WEIGHTS_FILE
+
+    torch.manual_seed(0)
+    old = os.umask(0o027)  # not the usual 022: the files must follow it, not a fixed mode
+    try:
+        export_onnx(build_model("edge-fast"), tmp_path / "m", check=False, weights=weights)
+    finally:
+        os.umask(old)
+    files = sorted((tmp_path / "m").iterdir())
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
+    assert set(modes.values()) == {0o666 & ~0o027}, modes
+    listed = json.loads((tmp_path / "m" / "model.json").read_text())["files"]
+    assert (listed.get("weights") == WEIGHTS_FILE) == weights
+    assert (WEIGHTS_FILE in modes) == weights
+    assert set(modes) == {*listed.values(), "model.json"}

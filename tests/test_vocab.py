@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from seagull_edge import vocab
-from seagull_edge.runtime.results import LevelResult, distortions_from_logits
+from seagull_edge.runtime.results import AssessmentResult, LevelResult, RoiResult, distortions_from_logits
 
 
 def test_score_is_expected_level_over_four():
@@ -40,6 +40,54 @@ def test_level_result_from_logits():
     assert r.level == "good"
     assert sum(r.probs.values()) == pytest.approx(1.0)
     assert r.score == pytest.approx(vocab.expected_level_score(np.array(list(r.probs.values()))))
+
+
+def test_score_bins():
+    assert vocab.SCORE_BOUNDS == vocab.score_bounds(5) == (0.125, 0.375, 0.625, 0.875)
+    q = vocab.QUALITY_LEVELS
+    assert [vocab.score_level(s, q) for s in (0.0, 0.1249, 0.125, 0.5, 0.6249, 0.625, 0.875, 1.0)] == [
+        "bad", "bad", "poor", "fair", "fair", "good", "excellent", "excellent"]
+    assert vocab.level_index(0.3, (0.2, 0.4)) == 1 and vocab.level_of(0.4, (0.2, 0.4), "abc") == "c"
+    with pytest.raises(ValueError):
+        vocab.level_of(0.5, (0.2, 0.4), "ab")
+
+
+def _roi(quality: LevelResult, importance: LevelResult) -> RoiResult:
+    return RoiResult(0, {"box": [0, 0, 4, 4]}, [0, 0, 4, 4], 16, quality=quality, importance=importance)
+
+
+def test_level_is_the_bin_of_the_score_not_the_argmax():
+    probs = np.array([0.4, 1e-12, 0.1, 1e-12, 0.5])  # argmax excellent, expectation (0.2 + 2) / 4
+    r = LevelResult.from_logits(np.log(probs), vocab.QUALITY_LEVELS)
+    assert max(r.probs, key=r.probs.get) == "excellent"
+    assert r.score == pytest.approx(0.55)
+    assert r.level == "fair"
+    roi = _roi(r, LevelResult.from_logits(np.log(probs), vocab.IMPORTANCE_LEVELS))
+    d = roi.to_dict()
+    assert d["quality"]["level"] == "fair" and d["quality"]["probs"]["excellent"] == 0.5  # probs kept
+    assert d["answers"]["quality"] == "The quality is fair."
+    assert d["answers"]["importance"] == "This region is normal to the overall quality."
+    text = AssessmentResult("x.png", 4, 4, "m", "onnxruntime", [roi]).summary()
+    assert "quality: The quality is fair. (score 0.55)" in text
+    assert LevelResult.from_logits(np.log(probs), vocab.QUALITY_LEVELS, rule="argmax").level == "excellent"
+    with pytest.raises(ValueError):
+        LevelResult.from_logits(np.log(probs), vocab.QUALITY_LEVELS, rule="mode")
+
+
+def test_level_always_equals_the_bin_of_the_score():
+    rng = np.random.default_rng(0)
+    q_words, i_words = vocab.QUALITY_LEVELS, vocab.IMPORTANCE_LEVELS
+    for n in range(3000):
+        scale = (0.1, 1.0, 4.0, 20.0)[n % 4]  # flat to peaked distributions
+        q = LevelResult.from_logits(rng.normal(0.0, scale, 5), q_words)
+        i = LevelResult.from_logits(rng.normal(0.0, scale, 5), i_words)
+        for r, words in ((q, q_words), (i, i_words)):
+            assert 0.0 <= r.score <= 1.0
+            k = min(int(np.floor(4 * r.score + 0.5)), 4)  # the level index / 4, rounded (half up)
+            assert r.level == words[k] == vocab.score_level(r.score, words)
+        answers = _roi(q, i).to_dict()["answers"]
+        assert answers["quality"] == vocab.quality_sentence(q.level)
+        assert answers["importance"] == vocab.importance_sentence(i.level)
 
 
 def test_distortions_sorted_and_thresholded():

@@ -10,6 +10,7 @@ Masked ROI pooling is exported as stock ONNX ops (Resize, Greater, ReduceSum, Ei
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Iterable
@@ -185,4 +186,16 @@ def _write_model_folder(model: SeagullEdge, out_dir: Path, model_name: str, trai
         save_checkpoint(model, out_dir / WEIGHTS_FILE)
         cfg.files["weights"] = WEIGHTS_FILE
     cfg.save(out_dir)
+    _same_file_mode(out_dir)
     return cfg
+
+
+def _same_file_mode(folder: Path) -> None:
+    """Give every file in ``folder`` the mode a plain ``open()`` makes (``0666 & ~umask``): some
+    writers go through temporary files of their own (safetensors' ``save_file``: 0600), and a
+    model folder written by one user (or root, on a Jetson) must be readable by the others."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in folder.iterdir():
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o666 & ~umask)

@@ -3,6 +3,9 @@
 It goes through the same :class:`~seagull_edge.runtime.Assessor` users call, so the numbers
 describe the shipped graphs, not the torch model they came from. ``baseline="brisque"`` scores
 the same ROIs with BRISQUE (:mod:`seagull_edge.training.baselines`) for the score-only metrics.
+The quality-level accuracy compares the level the runtime reports (the bin of its score,
+:func:`seagull_edge.vocab.score_level`) with the manifest's label level (the same bins on the
+label axis, :func:`seagull_edge.training.labels.quality_level`): what users read is what is scored.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from seagull_edge.runtime import Assessor
 from seagull_edge.runtime.prompts import Roi
 from seagull_edge.training.dataset import read_manifests, types_known
 from seagull_edge.training.metrics import RoiRecord, evaluate, srocc
-from seagull_edge.training.rois import decode_rle
+from seagull_edge.runtime.rle import decode as decode_rle
 
 
 

@@ -98,9 +98,9 @@ def roi_importances(ref: np.ndarray, probe: np.ndarray, masks: Sequence[np.ndarr
     return out
 
 
-def level(score: float, bounds: Sequence[float], levels: Sequence[str]) -> str:
-    """The level word of a score: the first level whose upper bound is above it."""
-    return levels[int(np.searchsorted(np.asarray(bounds), score, side="right"))]
+# The level word of a score: the first level whose upper bound is above it. One rule for labels and
+# for the runtime's reported levels, so it lives in vocab.
+level = vocab.level_of
 
 
 def quality_level(score: float) -> str:

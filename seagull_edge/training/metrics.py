@@ -224,7 +224,10 @@ def evaluate(records: Sequence[RoiRecord]) -> dict[str, Any]:
     "quality_level_accuracy", "quality_level_n"}``. Correlations are in [-1, 1]; P/R/F1 and
     accuracy are fractions in [0, 1] (``format_table`` prints them in %).
     ``quality_level_accuracy`` uses only the records that carry both a predicted and a labelled
-    level (``quality_level_n`` of them); it is None when there are none.
+    level (``quality_level_n`` of them); it is None when there are none. ``evaluate_model`` fills
+    them with the level users see (``LevelResult.level``: the bin of the predicted score,
+    :func:`vocab.score_level`) and the label's level (``labels.quality_level``); both come from
+    :func:`vocab.level_of`, so it is the accuracy of the reported word, not of the probs' argmax.
     """
     records = list(records)
     if not records:
