@@ -29,7 +29,7 @@ import torch
 from seagull_edge.bench import timed
 from seagull_edge.export.onnx import export_onnx
 from seagull_edge.model import build_model
-from seagull_edge.model.engine import TorchEngine
+from seagull_edge.backends.torch import TorchEngine
 from seagull_edge.runtime import Assessor
 from seagull_edge.runtime.image import load_image, preprocess_crops, preprocess_image, preprocess_masks
 

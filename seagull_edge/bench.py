@@ -7,18 +7,21 @@
     >>> json.dumps(report)                  # plain types only: the ``--json OUT`` file
 
 One encoded frame (``image``: a file; default a synthetic 640x480 JPEG) with Q box ROIs on a grid
-goes through the same stages as :meth:`seagull_edge.runtime.Assessor.assess`, each stage timed on
-its own with :func:`time.perf_counter` (in this order, every iteration):
+goes through the real :class:`seagull_edge.runtime.Assessor` (``set_image``, ``rois_from_prompts``,
+``predict``, ``to_json``: what ``seagull-edge assess`` runs), which times its own stages
+(:attr:`Assessor.stage_ms`; with ``sync_stages`` the device is waited for after each one):
 
 * ``decode``: encoded bytes -> RGB uint8 (:func:`seagull_edge.runtime.image.decode_image`);
-* ``segment_encoder`` / ``segment_decoder`` (MobileSAM: ``set_image``, i.e. its preprocessing and
-  image encoder, then the prompt decoder for the Q boxes) or ``segment`` (GrabCut, one stage);
-  absent with ``segmenter="none"`` (boxes are rectangles);
-* ``preprocess``: the tower's input tensor, the ROI masks and crops (the assessor's input buffers);
+* ``segment_image`` / ``segment_prompts``: the segmenter's per-image work (MobileSAM's image
+  encoder) and its per-prompt work (MobileSAM's decoder, GrabCut); absent with ``segmenter="none"``
+  (boxes are rectangles);
+* ``preprocess``: the tower's input tensor;
 * ``tower``: ``engine.encode`` (the vision tower, once per frame);
-* ``assessor``: ``engine.assess`` (MFE + answer heads, all Q ROIs in one batch);
-* ``postprocess``: logits -> per-ROI results and the JSON text;
-* ``end_to_end``: ``Assessor.assess(jpeg_bytes, boxes=...)``, the public call, timed as a whole.
+* ``prepare``: the ROI masks and crops (the assessor's input buffers);
+* ``assessor``: ``engine.answer`` (MFE + answer heads, all Q ROIs in one batch, to answers);
+* ``postprocess``: answers -> per-ROI results;
+* ``to_json``: the JSON text;
+* ``end_to_end``: all of the above, timed as a whole.
 
 Each stage gets p50 / p90 / p99 / mean in ms over ``iters`` iterations after ``warmup``.
 ``frames_per_s`` = 1000 / mean end-to-end ms and ``rois_per_s`` = Q x ``frames_per_s``.
@@ -26,7 +29,9 @@ Memory: the process's peak resident set (``ru_maxrss`` and ``/proc/self/status``
 process-wide, so a later backend's number includes the earlier ones) and, where torch runs on
 CUDA, ``torch.cuda.max_memory_allocated`` for that backend (else ``None``, shown as n/a).
 
-This module imports torch only for the torch backend: an onnxruntime-only run never loads it.
+Backends, segmenters and Q's bound come from their one home (:data:`seagull_edge.backends.BACKENDS`,
+:data:`seagull_edge.runtime.segmenter.SEGMENTERS`, :data:`seagull_edge.runtime.pipeline.MAX_ROIS`).
+This module imports torch only for a backend that needs it: an onnxruntime-only run never loads it.
 """
 
 from __future__ import annotations
@@ -49,12 +54,9 @@ import numpy as np
 
 from seagull_edge.errors import SeagullInputError
 
-SCHEMA = "seagull-edge-bench/1"
-BENCH_BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
-SEGMENTERS = ("none", "grabcut", "mobilesam", "auto")
-STAGE_ORDER = ("decode", "segment", "segment_encoder", "segment_decoder", "preprocess", "tower", "assessor",
-               "postprocess", "end_to_end")
-MAX_Q = 64  # the assessor graph's batch (runtime.pipeline.MAX_ROIS)
+SCHEMA = "seagull-edge-bench/2"  # 2: the Assessor's own stages (segment_image/prompts, prepare, to_json)
+STAGE_ORDER = ("decode", "segment_image", "segment_prompts", "preprocess", "tower", "prepare", "assessor",
+               "postprocess", "to_json", "end_to_end")
 SYNTHETIC_SIZE = (640, 480)
 
 Progress = Callable[[str, int, int], None]  # (what is running, cases done, cases in all)
@@ -234,44 +236,6 @@ def timed(fn: Callable[[], object], runs: int, warmup: int = 3,
     return stage_stats(samples)
 
 
-def _postprocess(logits: dict[str, np.ndarray], rois: Sequence[Any], boxes: Sequence, width: int, height: int,
-                 model: str, backend: str) -> str:
-    """Logits -> per-ROI results -> the JSON text (what ``Assessor.predict`` + ``to_json`` do)."""
-    from seagull_edge import vocab
-    from seagull_edge.runtime.results import AssessmentResult, LevelResult, RoiResult, distortions_from_logits
-
-    results = []
-    for i, (roi, box) in enumerate(zip(rois, boxes)):
-        rr = RoiResult(id=i, prompt=roi.prompt, bbox=list(box), area=roi.area)
-        rr.quality = LevelResult.from_logits(logits["quality_logits"][i], vocab.QUALITY_LEVELS)
-        rr.importance = LevelResult.from_logits(logits["importance_logits"][i], vocab.IMPORTANCE_LEVELS)
-        rr.distortions = distortions_from_logits(logits["distortion_logits"][i], logits["severity_logits"][i])
-        results.append(rr)
-    return AssessmentResult(image="<bench>", width=width, height=height, model=model, backend=backend,
-                            rois=results).to_json()
-
-
-def _precision(engine: Any) -> dict[str, Any]:
-    backend = getattr(engine, "backend", "?")
-    if backend == "onnxruntime":
-        providers = list(getattr(engine, "providers", []))
-        device = "cuda" if providers and providers[0] == "CUDAExecutionProvider" else "cpu"
-        return {"precision": "fp32", "device": device, "providers": providers}
-    if backend == "torch":
-        return {"precision": str(engine.dtype).replace("torch.", ""), "device": str(engine.device),
-                "cuda_graphs": bool(getattr(engine, "cuda_graphs", False))}
-    return {"precision": str(getattr(engine, "precision", "engine's own")), "device": "cuda"}
-
-
-def _cuda_sync(engine: Any) -> Callable[[], None] | None:
-    """A synchronize for engines whose calls may return before the GPU is done (torch on CUDA)."""
-    if getattr(engine, "backend", None) == "torch" and getattr(getattr(engine, "device", None), "type", "") == "cuda":
-        import torch
-
-        return torch.cuda.synchronize
-    return None
-
-
 def _torch_cuda_in_use() -> Any:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -282,74 +246,27 @@ def _torch_cuda_in_use() -> Any:
 # ------------------------------------------------------------------------- the benchmark
 
 
-def _bench_case(engine: Any, segmenter: Any, data: bytes, q: int, warmup: int, iters: int) -> dict[str, Any]:
+def _bench_case(assessor: Any, data: bytes, q: int, warmup: int, iters: int) -> dict[str, Any]:
+    """Time ``warmup + iters`` frames through ``assessor``; the stages are its own (see the module doc)."""
     from seagull_edge.runtime import image as imops
-    from seagull_edge.runtime.pipeline import Assessor, _InputBuffers, segment_prompts
 
-    cfg = engine.config
-    sync = _cuda_sync(engine) or (lambda: None)
-    buffers = _InputBuffers(cfg.image_size, cfg.crop_size, cfg.mean, cfg.std)
-    assessor = Assessor(engine, segmenter=segmenter)
-    rgb0 = imops.decode_image(np.frombuffer(data, np.uint8))
-    h, w = rgb0.shape[:2]
+    h, w = imops.decode_image(np.frombuffer(data, np.uint8)).shape[:2]
     boxes = grid_boxes(q, w, h)
-    seg_name = getattr(segmenter, "name", "none") if segmenter is not None else "none"
+    assessor.sync_stages = True
     samples: dict[str, list[float]] = {}
     clock = time.perf_counter
-
-    def add(stage: str, t0: float, t1: float, record: bool) -> None:
-        if record:
-            samples.setdefault(stage, []).append((t1 - t0) * 1e3)
-
     for it in range(warmup + iters):
-        rec = it >= warmup
         t0 = clock()
-        rgb = imops.decode_image(np.frombuffer(data, np.uint8), "<bench>")
+        assessor.set_image(data, name="<bench>")
+        result = assessor.predict(assessor.rois_from_prompts(boxes=boxes))
         t1 = clock()
-        add("decode", t0, t1, rec)
-        if segmenter is None:
-            rois = segment_prompts(None, w, h, boxes)
-        elif seg_name == "mobilesam":
-            t0 = clock()
-            segmenter.set_image(rgb)
-            t1 = clock()
-            rois = segment_prompts(segmenter, w, h, boxes)
-            t2 = clock()
-            add("segment_encoder", t0, t1, rec)
-            add("segment_decoder", t1, t2, rec)
-        else:
-            t0 = clock()
-            segmenter.set_image(rgb)
-            rois = segment_prompts(segmenter, w, h, boxes)
-            add("segment", t0, clock(), rec)
-        t0 = clock()
-        tensor = imops.preprocess_image(rgb, cfg.image_size, cfg.mean, cfg.std)
-        masks_bool = [r.mask for r in rois]
-        roi_boxes = [imops.mask_bbox(m) for m in masks_bool]
-        masks, crops = buffers.fill(rgb, masks_bool, roi_boxes)
-        t1 = clock()
-        add("preprocess", t0, t1, rec)
-        t0 = clock()
-        feats = engine.encode(tensor)
-        sync()
-        t1 = clock()
-        add("tower", t0, t1, rec)
-        t0 = clock()
-        logits = {k: np.array(v, copy=True) for k, v in engine.assess(feats, masks, crops).items()}
-        sync()
-        t1 = clock()
-        add("assessor", t0, t1, rec)
-        t0 = clock()
-        _postprocess(logits, rois, roi_boxes, w, h, cfg.preset, engine.backend)
-        t1 = clock()
-        add("postprocess", t0, t1, rec)
-        t0 = clock()
-        result = assessor.assess(data, boxes=boxes, name="<bench>")
-        sync()
-        t1 = clock()
-        add("end_to_end", t0, t1, rec)
+        result.to_json()
+        t2 = clock()
         if len(result.rois) != q:
-            raise RuntimeError(f"bench: Assessor.assess answered {len(result.rois)} ROIs for {q} boxes")
+            raise RuntimeError(f"bench: the Assessor answered {len(result.rois)} ROIs for {q} boxes")
+        if it >= warmup:
+            for stage, ms in {**assessor.stage_ms, "to_json": (t2 - t1) * 1e3, "end_to_end": (t2 - t0) * 1e3}.items():
+                samples.setdefault(stage, []).append(ms)
     stages = {k: stage_stats(samples[k]) for k in STAGE_ORDER if k in samples}
     e2e_mean = stages["end_to_end"]["mean"]
     fps = 1000.0 / e2e_mean if e2e_mean > 0 else float("inf")
@@ -364,7 +281,7 @@ def run_bench(model_dir: str | os.PathLike | None = None, backends: Sequence[str
     """Time the pipeline stage by stage for each backend and each Q; returns a JSON-ready dict.
 
     ``model_dir``: a model folder (None: the embedded default model). ``backends``: names from
-    :data:`BENCH_BACKENDS` (or ``"onnxruntime,torch"``). ``q_values``: ROI counts, 1..64
+    :data:`seagull_edge.backends.BACKENDS` (or ``"onnxruntime,torch"``). ``q_values``: ROI counts, 1..64
     (or ``"1,8,32"``). ``image``: an image file or encoded bytes (None: a synthetic 640x480 JPEG).
     ``segmenter``: ``none | grabcut | mobilesam | auto`` (``sam_model``: the MobileSAM folder).
     ``progress(what, done, total)`` is called before each (backend, Q) case and once at the end.
@@ -376,20 +293,21 @@ def run_bench(model_dir: str | os.PathLike | None = None, backends: Sequence[str
     Raises :class:`SeagullInputError` (exit code 2 in the CLI) for an unknown backend or
     segmenter, a bad Q, ``iters`` < 1, ``warmup`` < 0, or an unreadable image / model.
     """
+    from seagull_edge.backends import BACKENDS, load_engine
     from seagull_edge.runtime import image as imops
-    from seagull_edge.runtime.engine import load_engine
-    from seagull_edge.runtime.pipeline import DEFAULT_MODEL_DIR, make_segmenter
+    from seagull_edge.runtime.pipeline import MAX_ROIS, Assessor, default_model_dir, make_segmenter
+    from seagull_edge.runtime.segmenter import SEGMENTERS
 
     backends = _parse_list(backends, "backend")
-    bad = [b for b in backends if b not in BENCH_BACKENDS]
+    bad = [b for b in backends if b not in BACKENDS]
     if bad:
-        raise SeagullInputError(f"bench: unknown backend {bad[0]!r}; choose from {', '.join(BENCH_BACKENDS)}")
+        raise SeagullInputError(f"bench: unknown backend {bad[0]!r}; choose from {', '.join(BACKENDS)}")
     try:
         qs = [int(q) for q in _parse_list(q_values, "Q value")]
     except (TypeError, ValueError):
         raise SeagullInputError(f"bench: Q values must be integers, got {q_values!r}") from None
-    if any(not 1 <= q <= MAX_Q for q in qs):
-        raise SeagullInputError(f"bench: each Q must be in 1..{MAX_Q}, got {qs}")
+    if any(not 1 <= q <= MAX_ROIS for q in qs):
+        raise SeagullInputError(f"bench: each Q must be in 1..{MAX_ROIS}, got {qs}")
     if segmenter not in SEGMENTERS:
         raise SeagullInputError(f"bench: unknown segmenter {segmenter!r}; choose from {', '.join(SEGMENTERS)}")
     if int(iters) < 1 or int(warmup) < 0:
@@ -404,7 +322,7 @@ def run_bench(model_dir: str | os.PathLike | None = None, backends: Sequence[str
         imops.load_image(image)  # a clear ImageError for a missing / corrupt file
         data, source = Path(image).read_bytes(), str(image)
     rgb = imops.decode_image(np.frombuffer(data, np.uint8), source)
-    model_path = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    model_path = Path(model_dir) if model_dir is not None else default_model_dir()
 
     report: dict[str, Any] = {
         "schema": SCHEMA,
@@ -434,19 +352,20 @@ def run_bench(model_dir: str | os.PathLike | None = None, backends: Sequence[str
         torch_cuda = _torch_cuda_in_use()
         if torch_cuda is not None:
             torch_cuda.cuda.reset_peak_memory_stats()
+        assessor = Assessor(engine, segmenter=seg)
         for q in qs:
             if progress:
                 progress(f"{engine.backend} Q={q}", done, total)
-            case = _bench_case(engine, seg, data, q, warmup, iters)
+            case = _bench_case(assessor, data, q, warmup, iters)
             torch_cuda = _torch_cuda_in_use()
             gpu_mb = None
             if torch_cuda is not None:
                 gpu_mb = round(torch_cuda.cuda.max_memory_allocated() / 2 ** 20, 1)
-            run = {"backend": engine.backend, "requested_backend": backend, **_precision(engine), **case,
+            run = {"backend": engine.backend, "requested_backend": backend, **engine.precision_info(), **case,
                    "memory": {**memory_now(), "gpu_peak_mb": gpu_mb}}
             report["runs"].append(run)
             done += 1
-        del engine
+        del assessor, engine
     report["versions"] = library_versions()  # after the runs: torch appears only if a backend imported it
     if progress:
         progress("done", done, total)

@@ -129,50 +129,21 @@ def run_checks() -> list[Check]:
     ]
 
 
-def _torch_cuda_build() -> str | None:
-    """The CUDA version the installed torch was built for ("13.0"), read from ``torch/version.py``
-    without importing torch; None for CPU builds."""
-    import re
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.origin:
-        return None
-    try:
-        text = (Path(spec.origin).parent / "version.py").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    m = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.M)
-    return m.group(1) if m else None
-
-
 def backends(checks: list[Check]) -> dict[str, str]:
-    """Each backend -> "ready ..." or what it lacks, and which one ``--backend auto`` takes for a
-    model folder without engines (``auto``)."""
-    ok = {c.name: c.ok for c in checks}
-    gpu = ok.get("gpu", False)
-    from seagull_edge.runtime.engine import installed
+    """Each backend of :data:`seagull_edge.backends.REGISTRY` -> "ready ..." or what it lacks, and
+    the order ``--backend auto`` tries them in (``auto``)."""
+    from seagull_edge.backends import FALLBACK, REGISTRY
 
-    cuda_python = installed("cuda")
-    out = {"onnxruntime": "ready" if ok.get("onnxruntime") else "onnxruntime is not installed (pip install onnxruntime)"}
-    trt_missing = [w for w, good in (("tensorrt", ok.get("tensorrt")), ("cuda-python", cuda_python),
-                                     ("an NVIDIA GPU", gpu)) if not good]
-    out["tensorrt"] = ("ready: engines are built per model and GPU by `seagull-edge export trt` (or on first use "
-                       "with --backend tensorrt)" if not trt_missing else "missing " + ", ".join(trt_missing))
-    torch_version = _version("torch")
-    if not torch_version:
-        out["torch"] = "missing torch (pip install 'seagull-edge[train]')"
-    elif gpu and _torch_cuda_build():
-        out["torch"] = f"ready on CUDA (torch {torch_version}, CUDA {_torch_cuda_build()}; fp16, fused kernel, CUDA graphs)"
-    elif gpu:
-        out["torch"] = f"CPU only: torch {torch_version} is not a CUDA build"
-    else:
-        out["torch"] = f"CPU only (torch {torch_version}, no GPU): the float32 reference path"
-    if not trt_missing:
-        auto = "tensorrt for folders with built engines, else "
-    else:
-        auto = ""
-    auto += "torch on CUDA for folders with weights.safetensors, else onnxruntime" if out["torch"].startswith("ready") \
-        else "onnxruntime"
-    out["auto"] = auto
+    gpu = {c.name: c.ok for c in checks}.get("gpu", False)
+    out, auto = {}, []
+    for spec in REGISTRY:
+        lacks = spec.missing(gpu)
+        if lacks:
+            out[spec.name] = f"missing {', '.join(lacks)} ({spec.install})"
+        else:
+            out[spec.name] = spec.note(gpu) if spec.note else f"ready: {spec.summary}"
+        if spec.auto != "never" and spec.name != FALLBACK and not spec.missing(gpu, for_auto=True):
+            needs = " and ".join(what for _, what in spec.folder_files)
+            auto.append(f"{spec.name} for folders with {needs}" if needs else spec.name)
+    out["auto"] = ", else ".join(auto + [FALLBACK])
     return out

@@ -17,7 +17,7 @@ from fake_trt import make_fake_cudart, make_fake_trt  # noqa: E402  (tests/ is o
 from seagull_edge import cli
 from seagull_edge.doctor import Check, backends
 from seagull_edge.runtime import engine_cache as ec
-from seagull_edge.runtime import trt_engine as te
+from seagull_edge.backends import tensorrt as te
 
 
 def run_cli(*args, timeout: float = 180):
@@ -54,22 +54,33 @@ def test_doctor_reports_backends_truthfully_without_gpu(model_dir):
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split())  # rich wraps long lines
     assert "backend onnxruntime: ready" in text
-    assert "backend tensorrt: missing tensorrt" in text and "an NVIDIA GPU" in text
+    missing = text.split("backend tensorrt: missing", 1)[1].split(" backend ")[0]  # listed in either order
+    assert "tensorrt" in missing and "an NVIDIA GPU" in missing, missing
     assert "backend torch: CPU only" in text
     assert "backend auto: onnxruntime" in text
     assert f"auto for {model_dir}: onnxruntime" in text
 
 
 def test_backends_summary_with_everything_present(monkeypatch):
-    import seagull_edge.doctor as doc
+    import seagull_edge.backends as backends_mod
 
-    monkeypatch.setattr(doc, "_torch_cuda_build", lambda: "12.6")
+    monkeypatch.setattr(backends_mod, "torch_cuda_build", lambda: "12.6")
+    monkeypatch.setattr(backends_mod, "installed", lambda module: True)
     checks = [Check("onnxruntime", True, ""), Check("tensorrt", True, "10.3.0"), Check("gpu", True, "Orin")]
     out = backends(checks)
     assert out["tensorrt"].startswith("ready") and out["torch"].startswith("ready on CUDA")
-    assert out["auto"].startswith("tensorrt for folders with built engines, else torch on CUDA")
-    monkeypatch.setattr(doc, "_torch_cuda_build", lambda: None)
+    assert out["auto"] == ("tensorrt for folders with built engines (seagull-edge export trt), else torch for "
+                           "folders with weights.safetensors, else onnxruntime")
+    monkeypatch.setattr(backends_mod, "torch_cuda_build", lambda: None)
     assert backends(checks)["torch"].startswith("CPU only: torch")
+
+
+def test_doctor_install_hints_keep_their_extras():
+    """rich read "[train]" as markup and printed pip install 'seagull-edge'."""
+    proc = run_cli("doctor")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "seagull-edge[train]" in text or "seagull-edge[trt]" in text, text[-2000:]
 
 
 @pytest.fixture()
@@ -104,13 +115,24 @@ def test_export_trt_then_assess_with_tensorrt_equals_onnxruntime(fakes, model_di
                 assert abs(ra[task]["probs"][level] - p) <= 1e-4
     # auto takes TensorRT for a folder with engines on a machine with a GPU and tensorrt
     monkeypatch_gpu = pytest.MonkeyPatch()
-    monkeypatch_gpu.setattr("seagull_edge.runtime.engine.gpu_present", lambda: True)
+    monkeypatch_gpu.setattr("seagull_edge.backends.gpu_present", lambda: True)
     try:
         code, auto_json, stderr = run_main(capsys, *args)
     finally:
         monkeypatch_gpu.undo()
     assert code == 0, stderr
     assert json.loads(auto_json)["backend"] == "tensorrt"
+
+
+def test_assess_tensorrt_without_engines_names_the_export_command(fakes, model_copy, capsys, example_image):
+    """The runtime loads engines, it never builds them: one line, exit 2, the command to run."""
+    trt, _ = fakes
+    code, stdout, stderr = run_main(capsys, "assess", example_image, "--box", "10,20,100,80", "--json",
+                                    "--segmenter", "none", "--model", model_copy, "--backend", "tensorrt")
+    assert code == 2 and not stdout
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
+    assert f"`seagull-edge export trt --model {model_copy}`" in stderr
+    assert not trt.state.builders and not list(model_copy.glob("*.engine"))
 
 
 def test_assess_with_torch_backend_equals_onnxruntime(model_dir, example_image):

@@ -12,7 +12,7 @@ from seagull_edge.bench import STAGE_ORDER, format_table, grid_boxes, run_bench
 from seagull_edge.errors import SeagullInputError
 
 Q_VALUES = (1, 4)
-PIPELINE_STAGES = ("decode", "preprocess", "tower", "assessor", "postprocess", "end_to_end")
+PIPELINE_STAGES = ("decode", "preprocess", "tower", "prepare", "assessor", "postprocess", "to_json", "end_to_end")
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def report(model_dir):
 
 
 def test_report_structure(report, model_dir):
-    assert report["schema"] == "seagull-edge-bench/1"
+    assert report["schema"] == "seagull-edge-bench/2"
     assert report["command"] == "pytest bench"
     assert report["model"]["preset"] == "edge-fast"
     assert report["segmenter"] == "none"
@@ -72,6 +72,32 @@ def test_json_round_trip_and_table(report):
     table = format_table(back)
     for word in ("tower", "assessor", "end_to_end", "ROIs/s", "onnxruntime", report["machine"]["cpu"]):
         assert word in table
+
+
+def test_bench_times_the_real_assessor(model_dir, monkeypatch):
+    """bench shares assess's code path: every timed frame goes through Assessor.predict."""
+    from seagull_edge.runtime.pipeline import Assessor
+
+    calls = []
+    real = Assessor.predict
+
+    def counting(self, rois, tasks=None):
+        calls.append(len(rois))
+        return real(self, rois, tasks)
+
+    monkeypatch.setattr(Assessor, "predict", counting)
+    r = run_bench(model_dir, q_values=(3,), iters=2, warmup=1)
+    assert calls == [3, 3, 3]
+    assert r["runs"][0]["stages"]["assessor"]["n"] == 2
+
+
+def test_bench_without_a_model_says_what_to_pass(monkeypatch, tmp_path):
+    import seagull_edge.runtime.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "DEFAULT_MODEL_DIR", tmp_path / "assets")
+    with pytest.raises(SeagullInputError, match="no default model is embedded.*--model DIR") as err:
+        run_bench(None, iters=1, warmup=0, q_values=(1,))
+    assert str(tmp_path) not in str(err.value)
 
 
 def test_grid_boxes_inside_image():

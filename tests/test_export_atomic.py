@@ -103,7 +103,7 @@ def test_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
 
 
 def test_reexport_replaces_every_file_and_loads(old_model, seed1_model):
-    from seagull_edge.runtime.engine import OnnxRuntimeEngine
+    from seagull_edge.backends.onnxruntime import OnnxRuntimeEngine
 
     before = hashes(old_model)
     (old_model / "encoder.fp16.engine").write_bytes(b"built from the old graphs")
@@ -186,7 +186,7 @@ def test_mobilesam_refusal_and_interrupted_export(tmp_path, monkeypatch):
 
 
 def test_new_folder_nested_and_relative(tmp_path, edge_fast_model, monkeypatch):
-    from seagull_edge.runtime.engine import OnnxRuntimeEngine
+    from seagull_edge.backends.onnxruntime import OnnxRuntimeEngine
 
     nested = tmp_path / "a" / "b" / "model"
     export_onnx(edge_fast_model, nested, weights=False)

@@ -163,7 +163,7 @@ def test_2_model_file_linked_outside_the_folder_is_refused(model_copy, capsys, t
 
 
 def test_2_weights_file_outside_the_folder_is_refused(model_copy):
-    from seagull_edge.model.engine import TorchEngine
+    from seagull_edge.backends.torch import TorchEngine
 
     shutil.copy(model_copy / "weights.safetensors", model_copy.parent / "w.safetensors")
     edit_model_json(model_copy, lambda d: d["files"].update(weights="../w.safetensors"))
@@ -378,7 +378,9 @@ def test_13_newline_in_a_file_name_stays_on_one_line(tmp_path, capsys, model_dir
 
 
 def test_13_every_stderr_message_is_escaped(capsys):
-    cli._warn("error: a\nb\x1b[31mc\udcff")
+    from seagull_edge.cli.options import warn
+
+    warn("error: a\nb\x1b[31mc\udcff")
     err = capsys.readouterr().err
     assert err == "error: a\\nb\\x1b[31mc\\udcff\n"
 

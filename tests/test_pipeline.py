@@ -91,7 +91,7 @@ def test_json_matches_design_contract(model_dir, example_image):
     d = json.loads(r.to_json())
     assert list(d) == ["image", "width", "height", "model", "backend", "rois", "timings_ms"]
     roi = d["rois"][0]
-    assert list(roi) == ["id", "prompt", "bbox", "area", "quality", "importance", "distortions", "answers"]
+    assert list(roi) == ["id", "prompt", "segmenter", "bbox", "area", "quality", "importance", "distortions", "answers"]
     assert roi["prompt"] == {"box": [10, 20, 100, 80]} and roi["bbox"] == [10, 20, 100, 80] and roi["area"] == 8000
     assert list(roi["quality"]["probs"]) == list(vocab.QUALITY_LEVELS)
     assert list(roi["importance"]["probs"]) == list(vocab.IMPORTANCE_LEVELS)

@@ -65,17 +65,25 @@ def test_segment_grabcut_union_matches_library(tmp_path, example_image):
     assert not (got & ~(box_to_roi((150, 30, 250, 260), W, H).mask | box_to_roi((5, 5, 60, 60), W, H).mask)).any()
 
 
-def test_assess_default_segmenter_is_grabcut(model_dir, example_image):
-    """No MobileSAM folder (run_cli clears $SEAGULL_EDGE_SAM_MODEL): auto = GrabCut, prompt kept."""
+def test_default_segmenter_keeps_a_box_and_cli_and_api_agree(model_dir, example_image):
+    """No MobileSAM folder set up (run_cli clears $SEAGULL_EDGE_SAM_MODEL): the default (auto) keeps
+    a box as its rectangle, in the CLI and the API alike, and the output says so; GrabCut only
+    reshapes a box when it is named, and then the output names it."""
     from seagull_edge.runtime.pipeline import Assessor
 
     proc = run_cli("assess", example_image, "--box", "150,30,250,260", "--model", model_dir, "--json")
     assert proc.returncode == 0, proc.stderr
     roi = json.loads(proc.stdout)["rois"][0]
+    api = Assessor.from_pretrained(model_dir).assess(example_image, boxes=[(150, 30, 250, 260)]).to_dict()["rois"][0]
+    assert roi["prompt"] == api["prompt"] == {"box": [150, 30, 250, 260]}
+    assert roi["bbox"] == api["bbox"] == [150, 30, 250, 260] and roi["area"] == 250 * 260
+    assert roi["segmenter"] == api["segmenter"] == "none"
+    assert roi["quality"] == api["quality"]
+    proc = run_cli("assess", example_image, "--box", "150,30,250,260", "--model", model_dir, "--json",
+                   "--segmenter", "grabcut")
+    roi = json.loads(proc.stdout)["rois"][0]
     ref = Assessor.from_pretrained(model_dir, segmenter="grabcut").assess(example_image, boxes=[(150, 30, 250, 260)])
-    assert roi["prompt"] == {"box": [150, 30, 250, 260]}
-    assert roi["bbox"] == ref.rois[0].bbox and roi["area"] == ref.rois[0].area < 250 * 260
-    assert json.loads(proc.stdout)["timings_ms"]["segment"] > 0
+    assert roi["segmenter"] == "grabcut" and roi["bbox"] == ref.rois[0].bbox and roi["area"] < 250 * 260
 
 
 def test_batch_points_rectangles_unless_segmenter_named(model_dir, tmp_path, example_image):

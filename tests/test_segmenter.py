@@ -355,8 +355,9 @@ def test_grabcut_falls_back_to_the_rectangle(monkeypatch):
 
 def test_create_segmenter_choices(sam_dir, monkeypatch):
     monkeypatch.delenv(S.SAM_MODEL_ENV, raising=False)
-    assert S.create_segmenter().name == "grabcut"
-    assert S.create_segmenter("auto", sam_model="").name == "grabcut"
+    # auto without a SAM folder set up keeps boxes as boxes (GrabCut only when named)
+    assert S.create_segmenter().name == "none"
+    assert S.create_segmenter("auto", sam_model="").name == "none"
     assert S.create_segmenter("grabcut", sam_model=sam_dir, backend="torch").name == "grabcut"  # backend: SAM only
     made = S.create_segmenter("auto", sam_model=sam_dir)
     assert isinstance(made, S.MobileSamSegmenter) and made.backend == "onnxruntime"

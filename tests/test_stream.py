@@ -166,7 +166,7 @@ def test_folder_with_corrupt_frame_to_jsonl_file_with_overlays(folder, tmp_path,
     assert "frame5.png" in bad["error"] and "not a decodable image" in bad["error"]
     ok = [r for r in lines if "error" not in r]
     assert len(ok) == 11 and all(r["rois"][0]["bbox"] == [10, 10, 60, 50] for r in ok)
-    assert all(list(r["rois"][0]) == ["id", "prompt", "bbox", "area", "quality", "answers"] for r in ok)
+    assert all(list(r["rois"][0]) == ["id", "prompt", "segmenter", "bbox", "area", "quality", "answers"] for r in ok)
     assert "12 frames read, 12 processed, 1 failed" in proc.stderr
     assert sorted(p.name for p in ov.iterdir()) == [f"frame_{i:06d}.png" for i in range(12) if i != 4]
     assert cv2.imread(str(ov / "frame_000000.png")).shape == (120, 160, 3)

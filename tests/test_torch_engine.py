@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from seagull_edge.errors import ModelFileError, SeagullInputError
-from seagull_edge.model import engine as torch_engine
-from seagull_edge.runtime.engine import OnnxRuntimeEngine, load_engine
+from seagull_edge.backends import torch as torch_engine
+from seagull_edge.backends import load_engine
+from seagull_edge.backends.onnxruntime import OnnxRuntimeEngine
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU (torch.cuda.is_available() is False)")
 

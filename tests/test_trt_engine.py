@@ -1,4 +1,4 @@
-"""The TensorRT backend (runtime/trt_engine.py), its engine cache and ``export trt``.
+"""The TensorRT backend (backends/tensorrt.py), its engine cache and ``export trt``.
 
 TensorRT and a GPU are not available here, so a fake ``tensorrt`` and a fake CUDA runtime
 (tests/fake_trt.py) stand in: the fake builder embeds the ONNX it parsed in its plan and the fake
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -24,8 +25,9 @@ from seagull_edge.errors import ModelFileError, SeagullInputError
 from seagull_edge.export import trt as export_trt_mod
 from seagull_edge.export.trt import export_trt, trtexec_lines
 from seagull_edge.runtime import engine_cache as ec
-from seagull_edge.runtime import trt_engine as te
-from seagull_edge.runtime.engine import OnnxRuntimeEngine, backend_plan
+from seagull_edge.backends import tensorrt as te
+from seagull_edge.backends import backend_plan
+from seagull_edge.backends.onnxruntime import OnnxRuntimeEngine
 from seagull_edge.runtime.image import load_image
 
 
@@ -137,13 +139,34 @@ def test_foreign_gpu_or_tensorrt_is_refused_not_deserialized(fakes, model_dir, t
     _, _, out, _ = _built(fakes, model_dir, tmp_path, gpu="Fake Orin", cc=(8, 7))
     trt, cudart = fakes(gpu="Fake H100", cc=(9, 0))
     with pytest.raises(ModelFileError, match=r"built for Fake Orin \(sm 8\.7\), this GPU is Fake H100 \(sm 9\.0\)"):
-        te.TensorRTEngine(out, trt=trt, cudart=cudart, build_missing=False)
+        te.TensorRTEngine(out, trt=trt, cudart=cudart)
     trt, cudart = fakes(version="10.9.0")
     with pytest.raises(ModelFileError, match=r"built with TensorRT 10\.3\.0, this is TensorRT 10\.9\.0.*export trt"):
-        te.TensorRTEngine(out, trt=trt, cudart=cudart, build_missing=False)
+        te.TensorRTEngine(out, trt=trt, cudart=cudart)
+    assert not trt.state.builders  # refused, never rebuilt behind the user's back
 
 
-def test_stale_engine_is_rebuilt_into_the_cache_once(fakes, model_dir, tmp_path, frame, edge_fast_model):
+def test_missing_engines_are_refused_in_one_line_with_the_export_command(fakes, model_copy):
+    """The lean runtime never spends minutes building on a first run: it names the command."""
+    trt, cudart = fakes()
+    with pytest.raises(ModelFileError) as info:
+        te.TensorRTEngine(model_copy, trt=trt, cudart=cudart)
+    text = str(info.value)
+    assert "\n" not in text and "no usable encoder engine" in text
+    assert text.endswith(f"build the engines with `seagull-edge export trt --model {model_copy}`")
+    assert not trt.state.builders and not list(model_copy.glob("*.engine"))
+    assert not ec.cache_dir().exists() or not any(ec.cache_dir().iterdir())
+    with pytest.raises(TypeError):
+        te.TensorRTEngine(model_copy, trt=trt, cudart=cudart, build_missing=True)  # no such option any more
+    # a path that needs quoting is quoted, so the command can be pasted as it is
+    spaced = model_copy.parent / "my model"
+    shutil.copytree(model_copy, spaced)
+    with pytest.raises(ModelFileError, match=r"--model '.*/my model'`$"):
+        te.TensorRTEngine(spaced, trt=trt, cudart=cudart)
+
+
+def test_stale_engine_is_refused_and_rebuilt_into_the_cache_only_on_request(fakes, model_dir, tmp_path, frame,
+                                                                            edge_fast_model):
     import torch
 
     from seagull_edge.export.onnx import export_onnx
@@ -157,11 +180,18 @@ def test_stale_engine_is_rebuilt_into_the_cache_once(fakes, model_dir, tmp_path,
     export_onnx(build_model("edge-fast"), tmp_path / "new_weights", weights=False)
     for name in ("encoder.onnx", "assessor.onnx"):
         shutil.copy(tmp_path / "new_weights" / name, out / name)
-    with pytest.raises(ModelFileError, match="ONNX file changed"):
-        te.TensorRTEngine(out, trt=trt, cudart=cudart, build_missing=False)
     builds = len(trt.state.builders)
-    eng = te.TensorRTEngine(out, trt=trt, cudart=cudart)
+    with pytest.raises(ModelFileError, match=r"ONNX file changed.*`seagull-edge export trt --model "):
+        te.TensorRTEngine(out, trt=trt, cudart=cudart)
+    assert len(trt.state.builders) == builds  # the backend refused; it built nothing
+    # the user asks for the build (what a --build flag calls): both engines go to the cache, once
+    paths = export_trt_mod.build_missing_engines(out)
     assert len(trt.state.builders) == builds + 2
+    assert set(paths) == {"encoder", "assessor"} and all(p.parent == ec.cache_dir() for p in paths.values())
+    assert export_trt_mod.build_missing_engines(out) == paths  # built already: nothing to do
+    assert len(trt.state.builders) == builds + 2
+    eng = te.TensorRTEngine(out, trt=trt, cudart=cudart)
+    assert eng.engine_paths == paths
     assert all(p.parent == ec.cache_dir() for p in eng.engine_paths.values())
     image, masks, crops = frame
     ref = OnnxRuntimeEngine(out)
@@ -175,7 +205,7 @@ def test_engine_without_manifest_entry_is_never_loaded(fakes, model_dir, tmp_pat
     trt, cudart, out, _ = _built(fakes, model_dir, tmp_path)
     (out / "engines.json").unlink()
     with pytest.raises(ModelFileError, match="no entry in engines.json"):
-        te.TensorRTEngine(out, trt=trt, cudart=cudart, build_missing=False)
+        te.TensorRTEngine(out, trt=trt, cudart=cudart)
 
 
 def test_tensorrt_11_fp16_is_an_fp16_onnx_and_int8_is_refused(fakes, model_dir, tmp_path, example_image):

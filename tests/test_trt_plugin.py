@@ -1,4 +1,6 @@
-"""The TensorRT plugins of ``seagull::MaskedRoiPool`` (seagull_edge/kernels/trt_plugin.py).
+"""The TensorRT plugins of ``seagull::MaskedRoiPool`` (seagull_edge/kernels/trt_plugin.py) and the
+engine builder that uses them (seagull_edge/export/trt_build.py: version table, ONNX annotation,
+``build_engine``).
 
 Runs everywhere (no TensorRT, no GPU), against a FAKE ``tensorrt`` module built here with the few
 classes, enums and builder objects the code touches:
@@ -34,6 +36,7 @@ import numpy as np
 import onnx
 import pytest
 
+from seagull_edge.export import trt_build as tb
 from seagull_edge.kernels import nvrtc as knv
 from seagull_edge.kernels import trt_plugin as tp
 from seagull_edge.kernels.reference import masked_roi_pool_numpy
@@ -129,6 +132,18 @@ def test_module_import_does_not_import_tensorrt():
     assert "pip install" in r.stdout
 
 
+def test_builder_module_import_does_not_import_tensorrt_torch_or_onnx():
+    code = ("import sys; sys.modules['tensorrt'] = None\n"
+            "import seagull_edge.export.trt_build as tb\n"
+            "heavy = [m for m in ('torch', 'onnx', 'cuda', 'tensorrt.plugin') if m in sys.modules]\n"
+            "assert sys.modules['tensorrt'] is None and not heavy, heavy\n"
+            "try:\n    tb.build_engine('x.onnx', 'x.engine', fp16=False)\nexcept ImportError as e:\n"
+            "    print('hint:', e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "pip install" in r.stdout
+
+
 @pytest.mark.parametrize("version,qdp,want", [
     ("8.6.2", None, dict(ipluginv3=False, onnx_pluginv3=False, qdp=False, aot=False, weak_typing=True,
                          explicit_batch_flag=True, plugin_over_local_function=False)),
@@ -144,7 +159,7 @@ def test_module_import_does_not_import_tensorrt():
 ])
 def test_trt_version_features(install_trt, version, qdp, want):
     trt = install_trt(version, qdp)
-    f = tp.trt_version_features(trt)
+    f = tb.trt_version_features(trt)
     assert f["version_tuple"] == tuple(int(x) for x in version.split(".")[:3])
     for key, value in want.items():
         assert f[key] is value, (version, key, f)
@@ -160,8 +175,23 @@ def test_trt_version_features(install_trt, version, qdp, want):
         assert "weak typing" in f["reasons"]["weak_typing"]
 
 
+def test_plugin_routes_are_the_kernels_part_of_the_version_table(install_trt):
+    """kernels/ decides the plugin routes alone (register_plugins needs them, and kernels/ never
+    imports export/); export/trt_build adds the builder's options on top."""
+    trt = install_trt("11.4.0", "aot")
+    routes, full = tp.plugin_routes(trt), tb.trt_version_features(trt)
+    assert set(routes) == {"version", "version_tuple", "ipluginv3", "onnx_pluginv3", "qdp", "aot", "reasons"}
+    assert {k: v for k, v in full.items() if k in routes and k != "reasons"} == {
+        k: v for k, v in routes.items() if k != "reasons"}
+    assert set(full) - set(routes) == {"weak_typing", "plugin_over_local_function", "explicit_batch_flag",
+                                       "strongly_typed_flag"}
+    assert routes["reasons"].items() <= full["reasons"].items() and "weak_typing" not in routes["reasons"]
+    for name in ("trt_version_features", "annotate_onnx_for_trt", "build_engine", "ROI_INPUTS"):
+        assert not hasattr(tp, name), f"{name} belongs to seagull_edge.export.trt_build"
+
+
 def test_version_10_0_has_no_onnx_pluginv3(install_trt):
-    f = tp.trt_version_features(install_trt("10.0.1"))
+    f = tb.trt_version_features(install_trt("10.0.1"))
     assert f["ipluginv3"] and not f["onnx_pluginv3"] and "10.1" in f["reasons"]["onnx_pluginv3"]
 
 
@@ -592,7 +622,7 @@ def test_annotate_onnx_for_trt(custom_export, tmp_path):
     src = custom_export[0] / "assessor.onnx"
     before = src.read_bytes()
     out = tmp_path / "trt" / "assessor.onnx"
-    assert tp.annotate_onnx_for_trt(src, out) == 1
+    assert tb.annotate_onnx_for_trt(src, out) == 1
     assert src.read_bytes() == before
     m = onnx.load(str(out))
     onnx.checker.check_model(m)
@@ -605,24 +635,24 @@ def test_annotate_onnx_for_trt(custom_export, tmp_path):
     assert not list(tmp_path.joinpath("trt").glob(".*.tmp"))
 
     # again on its own output: nothing to add; the AOT form; keeping the function
-    assert tp.annotate_onnx_for_trt(out, out) == 1
+    assert tb.annotate_onnx_for_trt(out, out) == 1
     assert _attrs(_pool_nodes(onnx.load(str(out)))[0]) == {"plugin_namespace": b"seagull", "plugin_version": b"1"}
     aot = tmp_path / "aot.onnx"
-    tp.annotate_onnx_for_trt(src, aot, aot=True)
+    tb.annotate_onnx_for_trt(src, aot, aot=True)
     m = onnx.load(str(aot))
     onnx.checker.check_model(m)
     assert _attrs(_pool_nodes(m)[0]) == {"plugin_namespace": b"seagull_aot", "plugin_version": b"1", "aot": 1}
     back = tmp_path / "python.onnx"
-    tp.annotate_onnx_for_trt(aot, back, max_splits=1)
+    tb.annotate_onnx_for_trt(aot, back, max_splits=1)
     assert _attrs(_pool_nodes(onnx.load(str(back)))[0]) == {
         "plugin_namespace": b"seagull", "plugin_version": b"1", "max_splits": 1}
     kept = tmp_path / "kept.onnx"
-    tp.annotate_onnx_for_trt(src, kept, drop_function=False)
+    tb.annotate_onnx_for_trt(src, kept, drop_function=False)
     m = onnx.load(str(kept))
     onnx.checker.check_model(m)
     assert any(f.domain == "seagull" and f.name == "MaskedRoiPool" for f in m.functions)
     # the stock-op encoder has no such node: copied unchanged
-    assert tp.annotate_onnx_for_trt(custom_export[0] / "encoder.onnx", tmp_path / "enc.onnx") == 0
+    assert tb.annotate_onnx_for_trt(custom_export[0] / "encoder.onnx", tmp_path / "enc.onnx") == 0
 
 
 def test_annotated_model_with_function_still_runs_in_onnxruntime(custom_export, tmp_path):
@@ -632,7 +662,7 @@ def test_annotated_model_with_function_still_runs_in_onnxruntime(custom_export, 
 
     folder, model = custom_export
     kept = tmp_path / "kept.onnx"
-    tp.annotate_onnx_for_trt(folder / "assessor.onnx", kept, drop_function=False)
+    tb.annotate_onnx_for_trt(folder / "assessor.onnx", kept, drop_function=False)
     _, feats, masks, crops = example_inputs(model, 3)
     feed = {**{n: f.numpy() for n, f in zip(FEATS, feats)}, "masks": masks.numpy(), "crops": crops.numpy()}
     got = ort.InferenceSession(str(kept), providers=["CPUExecutionProvider"]).run(None, feed)
@@ -647,7 +677,7 @@ def test_annotated_model_with_function_still_runs_in_onnxruntime(custom_export, 
 def test_build_engine_without_tensorrt_raises_importerror_with_hint(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(ImportError, match="pip install") as info:
-        tp.build_engine(tmp_path / "assessor.onnx", tmp_path / "a.engine", fp16=True)
+        tb.build_engine(tmp_path / "assessor.onnx", tmp_path / "a.engine", fp16=True)
     assert "JetPack" in str(info.value)
     with pytest.raises(ImportError, match="pip install"):
         tp.register_plugins()
@@ -657,7 +687,7 @@ def test_build_engine_without_tensorrt_raises_importerror_with_hint(monkeypatch,
 def test_build_engine_tensorrt_10_3_python_plugin_fp16(install_trt, custom_export, tmp_path):
     trt = install_trt("10.3.0")
     engine = tmp_path / "engines" / "assessor.engine"
-    info = tp.build_engine(custom_export[0] / "assessor.onnx", engine, fp16=True, max_rois=32, workspace_mb=256)
+    info = tb.build_engine(custom_export[0] / "assessor.onnx", engine, fp16=True, max_rois=32, workspace_mb=256)
     assert engine.read_bytes() == b"ENGINE-10.3.0"
     assert not list(engine.parent.glob(".*.tmp"))
     assert info["precision"] == "fp16" and not info["strongly_typed"]
@@ -678,7 +708,7 @@ def test_build_engine_tensorrt_10_3_python_plugin_fp16(install_trt, custom_expor
     assert trt.registry.get_creator("MaskedRoiPool", "1", "seagull") is not None
 
     # fp32, a small max: opt is capped at max
-    info = tp.build_engine(custom_export[0] / "assessor.onnx", engine, fp16=False, max_rois=4)
+    info = tb.build_engine(custom_export[0] / "assessor.onnx", engine, fp16=False, max_rois=4)
     b = trt.state.builders[-1]
     assert info["precision"] == "fp32" and trt.BuilderFlag.FP16 not in b.config.flags
     assert b.config.profiles[0].shapes["masks"] == ((1, 256, 256), (4, 256, 256), (4, 256, 256))
@@ -687,8 +717,8 @@ def test_build_engine_tensorrt_10_3_python_plugin_fp16(install_trt, custom_expor
 def test_build_engine_tensorrt_11_aot_strongly_typed(install_trt, custom_export, tmp_path, monkeypatch, caplog):
     trt = install_trt("11.4.0.106", qdp="aot")
     engine = tmp_path / "assessor.engine"
-    with caplog.at_level(logging.WARNING, logger=tp.__name__):
-        info = tp.build_engine(custom_export[0] / "assessor.onnx", engine, fp16=True)
+    with caplog.at_level(logging.WARNING, logger=tb.__name__):
+        info = tb.build_engine(custom_export[0] / "assessor.onnx", engine, fp16=True)
     assert info["precision"] == "strongly-typed" and info["strongly_typed"]
     assert "fp16=True is ignored" in caplog.text
     assert info["plugin_route"] == "aot"
@@ -697,23 +727,23 @@ def test_build_engine_tensorrt_11_aot_strongly_typed(install_trt, custom_export,
     assert not b.config.flags
     assert trt.state.parsed[-1]["attrs"] == [{"plugin_namespace": b"seagull_aot", "plugin_version": b"1", "aot": 1}]
     # the Python plugin on request
-    info = tp.build_engine(custom_export[0] / "assessor.onnx", engine, fp16=False, aot=False)
+    info = tb.build_engine(custom_export[0] / "assessor.onnx", engine, fp16=False, aot=False)
     assert info["plugin_route"] == "python-ipluginv3"
     assert trt.state.parsed[-1]["attrs"][0]["plugin_namespace"] == b"seagull"
 
 
 def test_build_engine_encoder_and_tensorrt_8_6(install_trt, custom_export, tmp_path):
     trt = install_trt("8.6.2")
-    info = tp.build_engine(custom_export[0] / "encoder.onnx", tmp_path / "enc.engine", fp16=True)
+    info = tb.build_engine(custom_export[0] / "encoder.onnx", tmp_path / "enc.engine", fp16=True)
     b = trt.state.builders[-1]
     assert b.network.flags == 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     assert not b.config.profiles and info["profile"] == {} and info["plugin_route"] == "none"
     assert trt.state.parsed[-1]["path"] == str(custom_export[0] / "encoder.onnx")
     with pytest.raises(RuntimeError, match="roi_pool='onnx'"):   # no IPluginV3 in TensorRT 8.6
-        tp.build_engine(custom_export[0] / "assessor.onnx", tmp_path / "a.engine", fp16=True)
+        tb.build_engine(custom_export[0] / "assessor.onnx", tmp_path / "a.engine", fp16=True)
     install_trt("10.3.0")
     with pytest.raises(RuntimeError, match="AOT plugin requested"):
-        tp.build_engine(custom_export[0] / "assessor.onnx", tmp_path / "a.engine", fp16=True, aot=True)
+        tb.build_engine(custom_export[0] / "assessor.onnx", tmp_path / "a.engine", fp16=True, aot=True)
 
 
 def test_build_engine_errors(install_trt, custom_export, tmp_path):
@@ -722,21 +752,21 @@ def test_build_engine_errors(install_trt, custom_export, tmp_path):
     engine = tmp_path / "a.engine"
     trt.state.parse_ok = False
     with pytest.raises(RuntimeError, match="Plugin not found"):
-        tp.build_engine(src, engine, fp16=False)
+        tb.build_engine(src, engine, fp16=False)
     trt.state.parse_ok = True
     trt.state.plan = None
     with pytest.raises(RuntimeError, match="could not build"):
-        tp.build_engine(src, engine, fp16=False)
+        tb.build_engine(src, engine, fp16=False)
     assert not engine.exists() and not list(tmp_path.glob(".*.tmp"))
     trt.state.plan = b"x"
     trt.state.input_override = [("masks", (-1, 256, 256)), ("image", (1, 3, -1, -1))]
     with pytest.raises(ValueError, match="'image'"):
-        tp.build_engine(src, engine, fp16=False)
+        tb.build_engine(src, engine, fp16=False)
     trt.state.input_override = None
     with pytest.raises(ValueError):
-        tp.build_engine(src, engine, fp16=False, max_rois=0)
+        tb.build_engine(src, engine, fp16=False, max_rois=0)
     with pytest.raises(FileNotFoundError):
-        tp.build_engine(tmp_path / "missing.onnx", engine, fp16=False)
+        tb.build_engine(tmp_path / "missing.onnx", engine, fp16=False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -874,7 +904,7 @@ def test_tensorrt_engine_with_the_plugin_matches_onnxruntime(custom_export, tmp_
     from seagull_edge.export.onnx import example_inputs
     from seagull_edge.runtime.config import ASSESSOR_OUTPUTS
 
-    features = tp.trt_version_features(trt)
+    features = tb.trt_version_features(trt)
     if not features["onnx_pluginv3"]:
         pytest.skip(f"TensorRT {features['version']}: {features['reasons'].get('ipluginv3') or features['reasons'].get('onnx_pluginv3')}")
     folder, model = custom_export
@@ -885,7 +915,7 @@ def test_tensorrt_engine_with_the_plugin_matches_onnxruntime(custom_export, tmp_
     routes = [False] + ([True] if features["aot"] else [])
     for aot in routes:
         engine = tmp_path / f"assessor-{'aot' if aot else 'py'}.engine"
-        info = tp.build_engine(folder / "assessor.onnx", engine, fp16=False, max_rois=8, workspace_mb=512, aot=aot)
+        info = tb.build_engine(folder / "assessor.onnx", engine, fp16=False, max_rois=8, workspace_mb=512, aot=aot)
         assert info["plugin_route"] == ("aot" if aot else "python-ipluginv3")
         got = _run_engine(trt, engine, feed)
         for name in ASSESSOR_OUTPUTS:

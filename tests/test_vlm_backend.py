@@ -14,16 +14,16 @@ import torch
 from seagull_edge import cli, vocab
 from seagull_edge.errors import ModelFileError
 from seagull_edge.model import vlm as V
-from seagull_edge.model.vlm_engine import VlmEngine, parse_distortions
+from seagull_edge.backends.vlm import VlmEngine, parse_distortions
 from seagull_edge.runtime import image as imops
-from seagull_edge.runtime.engine import backend_plan, load_engine
+from seagull_edge.backends import backend_plan, load_engine
 from seagull_edge.runtime.pipeline import Assessor
 from seagull_edge.runtime.results import Distortion
 from test_vlm import _config, _tiny_tokenizer  # tests/ is on sys.path
 
 MAX_NEW = 4
 KEYS = {"image", "width", "height", "model", "backend", "rois", "timings_ms"}
-ROI_KEYS = {"id", "prompt", "bbox", "area", "quality", "importance", "distortions", "answers"}
+ROI_KEYS = {"id", "prompt", "segmenter", "bbox", "area", "quality", "importance", "distortions", "answers"}
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,20 @@ TensorRT 10.x and 11.x differ in precision control:
 MobileSAM: both engines are fp32 (its TinyViT encoder is known to give wrong masks when built in
 FP16, NanoSAM's finding); the decoder gets a profile over prompts B and points N.
 
+Import directions: this module imports the TensorRT backend (its CUDA helpers:
+:func:`~seagull_edge.backends.tensorrt.import_tensorrt`, :class:`~seagull_edge.backends.tensorrt.Cuda`,
+:func:`~seagull_edge.backends.tensorrt.device_identity`) and :mod:`seagull_edge.export.trt_build` (the
+version table, the plugin's ONNX annotation, ``build_engine``); the backend never imports
+``seagull_edge.export``, it only loads what was built here.
+
 No torch here: building needs tensorrt, cuda-python and (for the custom-op flavour) onnx.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,11 +39,13 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from seagull_edge.backends.tensorrt import Cuda, device_identity, engine_files, import_tensorrt
 from seagull_edge.errors import ModelFileError, SeagullInputError
+from seagull_edge.export.trt_build import build_engine, trt_version_features
 from seagull_edge.fileio import atomic_write_bytes
 from seagull_edge.inputs import confined_path, read_json, shown
-from seagull_edge.runtime.config import MODEL_JSON, ModelConfig
-from seagull_edge.runtime.engine_cache import (DeviceIdentity, EngineKey, file_sha256, store_in_cache,
+from seagull_edge.runtime.config import MODEL_JSON, ModelConfig, resolve_model_dir
+from seagull_edge.runtime.engine_cache import (DeviceIdentity, EngineKey, file_sha256, find_engine, store_in_cache,
                                                write_manifest)
 
 MOBILESAM_JSON = "mobilesam.json"
@@ -125,7 +133,7 @@ def _calibration_batches(model_dir: Path, cfg: ModelConfig, role: str, images: S
                          rois_per_image: int) -> Iterator[dict[str, np.ndarray]]:
     """Encoder: preprocessed images. Assessor: their features (onnxruntime) + a grid of box ROIs."""
     from seagull_edge.runtime import image as imops
-    from seagull_edge.runtime.engine import OnnxRuntimeEngine
+    from seagull_edge.backends.onnxruntime import OnnxRuntimeEngine
 
     engine = OnnxRuntimeEngine(model_dir) if role == "assessor" else None
     for path in images:
@@ -150,8 +158,6 @@ def _calibration_batches(model_dir: Path, cfg: ModelConfig, role: str, images: S
 
 def make_calibrator(trt: Any, batches: Iterable[dict[str, np.ndarray]], cache_path: Path, cuda: Any = None) -> Any:
     """An ``IInt8EntropyCalibrator2`` that feeds ``batches`` (TensorRT 10.x; gone in 11)."""
-    from seagull_edge.runtime.trt_engine import Cuda
-
     cuda = cuda or Cuda()
     H2D = cuda.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
 
@@ -249,8 +255,6 @@ def _float32_io(model: Any) -> None:
 
 def _build_one(trt: Any, plan: RolePlan, engine_path: Path, *, workspace_mb: int, calibrator: Any = None,
                verbose: bool = False) -> dict:
-    from seagull_edge.kernels.trt_plugin import build_engine, trt_version_features
-
     weak = trt_version_features(trt)["weak_typing"]
     with tempfile.TemporaryDirectory(prefix="seagull_trt_") as tmp:
         onnx_path, note = plan.onnx, plan.note
@@ -271,9 +275,7 @@ def _build_one(trt: Any, plan: RolePlan, engine_path: Path, *, workspace_mb: int
 
 def build_cached_engine(onnx_path: Path, role: str, device: DeviceIdentity, *, fp16: bool = True,
                         max_rois: int = 64, workspace_mb: int = 1024) -> Path:
-    """Build one SEAGULL engine into the per-user cache (what the runtime does on a first run)."""
-    from seagull_edge.runtime.trt_engine import import_tensorrt
-
+    """Build one SEAGULL engine into the per-user engine cache (:func:`build_missing_engines`)."""
     trt = import_tensorrt()
     folder = onnx_path.parent
     cfg = ModelConfig.load(folder)
@@ -283,6 +285,40 @@ def build_cached_engine(onnx_path: Path, role: str, device: DeviceIdentity, *, f
         info = _build_one(trt, plan, built, workspace_mb=workspace_mb)
         key = EngineKey.make(file_sha256(onnx_path), device, info["tensorrt"], info["precision"], plan.profile)
         return store_in_cache(built.read_bytes(), key)
+
+
+def build_missing_engines(model_dir: str | os.PathLike, *, fp16: bool = True, max_rois: int = 64,
+                          workspace_mb: int = 1024) -> dict[str, Path]:
+    """Build into the engine cache the engines of a SEAGULL folder that this GPU and TensorRT lack.
+
+    Only for a user who asked for it (the TensorRT backend itself never builds; it refuses and
+    names ``export trt``). Engines that may already run here (the folder's ``engines.json`` or the
+    cache) are kept; a stale or foreign one is rebuilt at the precision its manifest entry asked
+    for, else ``fp16``. Minutes per engine on a Jetson, once per GPU, TensorRT version and ONNX.
+    Returns {role: the engine the backend will load}.
+    """
+    trt = import_tensorrt()
+    device = device_identity()
+    if device is None:
+        raise SeagullInputError("building TensorRT engines needs the GPU they are for (none found)")
+    folder = resolve_model_dir(model_dir)
+    cfg = ModelConfig.load(folder)
+    paths: dict[str, Path] = {}
+    for role, onnx in engine_files(folder, cfg).items():
+        choice = find_engine(folder, role, onnx, device, str(trt.__version__))
+        if choice.path is not None:
+            paths[role] = choice.path
+            continue
+        if not onnx.is_file():
+            raise ModelFileError(f"model {folder}: {onnx.name} is missing, so no {role} engine can be built")
+        role_fp16 = fp16
+        if choice.wanted_precision is not None:  # rebuild what the folder's manifest asked for
+            role_fp16 = choice.wanted_precision not in ("fp32", "strongly-typed")
+        sys.stderr.write(f"building the TensorRT {role} engine for {device.name} ({'; '.join(choice.reasons)}); "
+                         "this happens once and is cached\n")
+        paths[role] = build_cached_engine(onnx, role, device, fp16=role_fp16, max_rois=max_rois,
+                                          workspace_mb=workspace_mb)
+    return paths
 
 
 @dataclass
@@ -335,9 +371,6 @@ def export_trt(model_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     ``out_dir`` (default: the model folder) receives the engines, ``engines.json`` and, when it is
     another folder, copies of the ONNX and JSON files, so that it is a complete model folder.
     """
-    from seagull_edge.kernels.trt_plugin import trt_version_features
-    from seagull_edge.runtime.trt_engine import device_identity, import_tensorrt
-
     src = Path(model_dir)
     plans, files = plan_export(src, fp16=fp16, int8=int8, max_rois=max_rois, max_points=max_points,
                                opt_rois=opt_rois)

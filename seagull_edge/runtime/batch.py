@@ -16,7 +16,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from seagull_edge.errors import ImageError, PromptError, SeagullInputError
 from seagull_edge.inputs import confined_path, read_json, shown, shown_value
@@ -92,3 +92,34 @@ def require_valid(items: list[BatchItem]) -> list[BatchItem]:
         if item.error is not None:
             raise SeagullInputError(item.error)
     return items
+
+
+def assess_batch(assessor: Any, items: list[BatchItem], tasks: Any, emit: Callable[[Any], None],
+                 report: Callable[[str], None]) -> int:
+    """Answer every entry that can be answered, in file order; returns how many could not.
+
+    ``emit(result)`` gets each :class:`~seagull_edge.runtime.results.AssessmentResult`;
+    ``report(message)`` a one-line ``error: entry N: ...`` for each bad entry (refused when the
+    file was read, or whose image or ROI fails). Consecutive entries of one image encode it once.
+    """
+    failures = 0
+    current = None
+    for item in items:
+        if item.error is not None:
+            failures += 1
+            report(f"error: {item.error}")
+            continue
+        try:
+            if item.image != current:
+                assessor.set_image(item.image)
+                current = item.image
+            if item.mask_type == "points" and assessor.segmenter is not None:
+                rois = assessor.rois_from_prompts(boxes=item.rois)
+            else:
+                rois = item.to_rois(*assessor.image_size)
+            emit(assessor.predict(rois, tasks))
+        except SeagullInputError as exc:
+            failures += 1
+            current = None
+            report(f"error: entry {item.index}: {exc}")
+    return failures

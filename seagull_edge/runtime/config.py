@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from seagull_edge import vocab
-from seagull_edge.errors import ModelFileError
+from seagull_edge.errors import ModelFileError, SeagullInputError
 from seagull_edge.fileio import atomic_write_text
 from seagull_edge.inputs import confined_path, read_json, shown, shown_value
 
@@ -28,6 +28,8 @@ WEIGHTS_FILE = "weights.safetensors"  # the torch backend's weights (optional in
 # CLIP normalisation, as the seed's CLIPImageProcessor.
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+VLM_CONFIG = "config.json"  # a released SEAGULL-7B folder: config.json with model_type "seagull", no model.json
 
 ENCODER_OUTPUTS = ("feat0", "feat1", "feat2", "feat3")
 ASSESSOR_INPUTS = ("feat0", "feat1", "feat2", "feat3", "masks", "crops")
@@ -164,3 +166,33 @@ class ModelConfig:
 
 def _int_in(value: Any, lo: int, hi: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def is_vlm_dir(folder: Path) -> bool:
+    """Whether ``folder`` is a released SEAGULL-7B folder (``config.json`` says model_type seagull)."""
+    try:
+        config = read_json(folder / VLM_CONFIG)
+    except SeagullInputError:
+        return False
+    return isinstance(config, dict) and config.get("model_type") == "seagull"
+
+
+def resolve_model_dir(model: str | os.PathLike, vlm: bool = False) -> Path:
+    """A model folder, or a file inside one (``model.json``, ``encoder.onnx``) -> the folder.
+
+    ``vlm``: the caller runs SEAGULL-7B folders too (the ``vlm`` and ``auto`` backends); then a
+    folder with a SEAGULL ``config.json`` and no ``model.json`` is accepted. ``model.json`` wins.
+    """
+    path = Path(model)
+    if not path.exists():
+        raise ModelFileError(f"model {path}: no such file or folder")
+    folder = path if path.is_dir() else path.parent
+    if not (folder / MODEL_JSON).is_file():
+        if is_vlm_dir(folder):
+            if vlm:
+                return folder
+            raise ModelFileError(f"model {path}: a SEAGULL-7B folder (config.json model_type seagull); "
+                                 "only --backend vlm (or auto) runs it")
+        raise ModelFileError(f"model {path}: not a model folder (no {MODEL_JSON}); make one with "
+                             "`seagull-edge export onnx`")
+    return folder

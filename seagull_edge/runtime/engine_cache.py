@@ -4,8 +4,9 @@ A TensorRT engine is a build for one GPU model, one TensorRT version, one precis
 optimisation profile, from one ONNX file. Deserializing an engine built elsewhere fails at best
 and misbehaves at worst, so an engine is only ever loaded when its recorded key matches this
 machine and the ONNX beside it. Keys live in ``engines.json`` next to the engines (written by
-``seagull-edge export trt``); engines the runtime builds by itself go to a per-user cache folder
-named by the key's digest.
+``seagull-edge export trt``); engines built on a user's request for a folder that lacks them
+(:func:`seagull_edge.export.trt.build_missing_engines`; the runtime itself never builds) go to a
+per-user cache folder named by the key's digest.
 
 Pure Python (no tensorrt, no CUDA): the checks are unit-tested on any machine.
 """
@@ -117,8 +118,8 @@ def write_manifest(folder: str | os.PathLike, engines: Mapping[str, Mapping[str,
 
 
 def cache_dir() -> Path:
-    """Where engines built on demand live: $SEAGULL_EDGE_ENGINE_CACHE, else ~/.cache/seagull_edge/engines
-    (beside the kernel cache)."""
+    """Where engines built on request (not by ``export trt`` into a folder) live:
+    $SEAGULL_EDGE_ENGINE_CACHE, else ~/.cache/seagull_edge/engines (beside the kernel cache)."""
     env = os.environ.get(CACHE_ENV)
     return Path(env) if env else Path.home() / ".cache" / "seagull_edge" / "engines"
 

@@ -13,8 +13,13 @@ Stages, each timed in ``result.timings_ms``:
 * ``segment``: box and point prompts -> masks through the segmenter (MobileSAM, GrabCut), if any;
   given masks and RLEs pass through. Without a segmenter a box is a rectangle and a point a
   square around it (:mod:`seagull_edge.runtime.prompts`);
-* ``encode``: the vision tower, once per image;
-* ``assess``: all ROIs of the image through the assessor graph in batches of :data:`MAX_ROIS`.
+* ``encode``: the tower's input tensor (``preprocess``) and the vision tower (``tower``), once
+  per image;
+* ``assess``: all ROIs of the image: their mask and crop inputs (``prepare``), the engine's
+  ``answer`` in batches of :data:`MAX_ROIS` (``assessor``), the results (``postprocess``).
+
+:attr:`Assessor.stage_ms` keeps the finer stages named in brackets (and ``segment_image`` /
+``segment_prompts``); ``seagull-edge bench`` reports them, so it times this very code.
 
 The mask and crop input arrays are kept between calls and grown on demand (frames of a stream
 reuse them); they hold the same numbers as :func:`seagull_edge.runtime.image.preprocess_masks`
@@ -33,16 +38,24 @@ import numpy as np
 
 from seagull_edge import vocab
 from seagull_edge.errors import ModelFileError, PromptError, SeagullInputError
-from seagull_edge.inputs import shown
 from seagull_edge.runtime import image as imops
-from seagull_edge.runtime.engine import Engine, load_engine
+from seagull_edge.backends import load_engine
+from seagull_edge.backends.base import Engine
 from seagull_edge.runtime.prompts import Roi, box_to_roi, mask_to_roi, point_to_roi
-from seagull_edge.runtime.results import (AssessmentResult, LevelResult, RoiResult, distortions_from_logits,
-                                          type_thresholds)
+from seagull_edge.runtime.results import AssessmentResult, RoiResult, type_thresholds
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets"
 MAX_ROIS = 64  # per batch through the assessor graph; more ROIs are run in several batches
-STAGES = ("decode", "segment", "encode", "assess")
+STAGES = ("decode", "segment", "encode", "assess")  # result.timings_ms, with "total"
+
+
+def default_model_dir() -> Path:
+    """The model embedded in this install (what every command uses without ``--model``), or a
+    one-line :class:`ModelFileError` saying there is none and what to pass instead."""
+    if not (DEFAULT_MODEL_DIR / "model.json").is_file():
+        raise ModelFileError("no default model is embedded in this install; pass --model DIR (a folder made by "
+                             "`seagull-edge export onnx`)")
+    return DEFAULT_MODEL_DIR
 
 
 def parse_tasks(tasks: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -88,6 +101,8 @@ def segment_prompts(segmenter: Any, width: int, height: int, boxes: Sequence = (
     around a point), so a prompt never disappears from the result.
     """
     base = [box_to_roi(b, width, height) for b in boxes] + [point_to_roi(p, width, height) for p in points]
+    for roi in base:
+        roi.segmenter = "none"  # a rectangle, until a segmenter's mask replaces it
     if segmenter is None or not base:
         return base
     clipped = [imops.mask_bbox(r.mask) for r in base[:len(boxes)]]
@@ -103,8 +118,48 @@ def segment_prompts(segmenter: Any, width: int, height: int, boxes: Sequence = (
             raise RuntimeError(f"segmenter {getattr(segmenter, 'name', '?')} returned a mask of shape "
                                f"{m.shape} for a {width}x{height} image")
         m = m.astype(bool, copy=False)
-        rois.append(Roi(m if m.any() else roi.mask, roi.prompt))
+        name = getattr(segmenter, "name", type(segmenter).__name__)
+        rois.append(Roi(m, roi.prompt, name) if m.any() else roi)
     return rois
+
+
+def segment_to_files(image: str | os.PathLike, boxes: Sequence = (), points: Sequence = (),
+                     out: str | os.PathLike = "mask.png", union: bool = False, segmenter: Any = "auto",
+                     sam_model: str | os.PathLike | None = None, backend: str = "auto",
+                     force: bool = False) -> dict[str, Any]:
+    """The segmentation stage alone (``seagull-edge segment``): prompts -> 0/255 mask PNGs.
+
+    One file per prompt (``OUT.png``, ``OUT_1.png``, ... boxes first) or, with ``union``, one.
+    Every output name is checked before any work, and one that is the input image is refused
+    unless ``force``. Returns the report: image size, segmenter, per file its prompts, tight box
+    and area, and the stages' times.
+    """
+    from seagull_edge.runtime.overlay import check_mask_path, mask_paths, write_mask
+
+    if not (boxes or points):
+        raise SeagullInputError("give at least one --box X,Y,W,H or --point X,Y to segment")
+    paths = [Path(out)] if union else mask_paths(out, len(boxes) + len(points))
+    for p in paths:
+        check_mask_path(p, inputs=[image], force=force)
+    t0 = time.perf_counter()
+    rgb = imops.load_image(image)
+    t1 = time.perf_counter()
+    seg = make_segmenter(segmenter, sam_model=sam_model, backend=backend)
+    t2 = time.perf_counter()
+    h, w = rgb.shape[:2]
+    if seg is not None:
+        seg.set_image(rgb)
+    rois = segment_prompts(seg, w, h, boxes, points)
+    t3 = time.perf_counter()
+    masks = [np.logical_or.reduce([r.mask for r in rois])] if union else [r.mask for r in rois]
+    prompts = [[r.prompt for r in rois]] if union else [[r.prompt] for r in rois]
+    records = []
+    for path, m, prompt in zip(paths, masks, prompts):
+        write_mask(path, m)
+        records.append({"file": str(path), "prompts": prompt, "bbox": list(imops.mask_bbox(m)), "area": int(m.sum())})
+    return {"image": str(image), "width": w, "height": h, "segmenter": getattr(seg, "name", "none"),
+            "masks": records, "timings_ms": {"decode": round((t1 - t0) * 1e3, 2), "load": round((t2 - t1) * 1e3, 2),
+                                             "segment": round((t3 - t2) * 1e3, 2)}}
 
 
 # ------------------------------------------------------------------------- reused input buffers
@@ -169,7 +224,11 @@ class Assessor:
         self._image: np.ndarray | None = None
         self._feats: list[np.ndarray] | None = None
         self._image_name = "<array>"
-        self._timings: dict[str, float] = {}
+        # The last image's and predict's stages in ms (decode, preprocess, tower, segment_image,
+        # segment_prompts, prepare, assessor, postprocess): what `seagull-edge bench` reports.
+        self.stage_ms: dict[str, float] = {}
+        # bench sets this: wait for the device after each stage, so that each gets its own time.
+        self.sync_stages = False
         self._segment_ms = 0.0
         self._segmenter_ready = False
         self._buffers = _InputBuffers(self.config.image_size, self.config.crop_size, self.config.mean,
@@ -181,21 +240,21 @@ class Assessor:
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, backend: str = "auto",
-                        segmenter: Any = "none", sam_model: str | os.PathLike | None = None) -> "Assessor":
+                        segmenter: Any = "auto", sam_model: str | os.PathLike | None = None) -> "Assessor":
         """Open a model folder (default: the embedded model in ``seagull_edge/assets``).
 
-        ``segmenter``: ``none`` (default: boxes are rectangles), ``grabcut``, ``mobilesam`` (with
-        ``sam_model``, a folder made by ``seagull-edge export mobilesam``, or
-        ``$SEAGULL_EDGE_SAM_MODEL``), ``auto`` (MobileSAM when such a folder is given, else GrabCut),
-        or a segmenter object.
+        ``segmenter``: ``auto`` (default, as the CLI: MobileSAM when ``sam_model`` or
+        ``$SEAGULL_EDGE_SAM_MODEL`` names a folder made by ``seagull-edge export mobilesam``, else
+        none), ``none`` (a box is its rectangle), ``grabcut``, ``mobilesam``, or a segmenter object.
         """
         if model is None:
-            if not (DEFAULT_MODEL_DIR / "model.json").is_file():
-                raise ModelFileError("no default model is embedded in this install; pass a model folder "
-                                     "(`seagull-edge export onnx --preset edge-default --random-init --out DIR` makes one)")
-            model = DEFAULT_MODEL_DIR
+            model = default_model_dir()
         seg = make_segmenter(segmenter, sam_model=sam_model, backend=backend)
         return cls(load_engine(model, backend), segmenter=seg)
+
+    def _sync(self) -> None:
+        if self.sync_stages:
+            self.engine.synchronize()
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -231,11 +290,14 @@ class Assessor:
         t1 = time.perf_counter()
         cfg = self.config
         tensor = imops.preprocess_image(rgb, cfg.image_size, cfg.mean, cfg.std)
+        t2 = time.perf_counter()
         self._feats = self.engine.encode(tensor)
+        self._sync()
         self._image = rgb
         self._segmenter_ready = False  # the segmenter's own encoder runs when a prompt needs it
         self._segment_ms = 0.0
-        self._timings = {"decode": (t1 - t0) * 1e3 + float(decode_ms), "encode": (time.perf_counter() - t1) * 1e3}
+        self.stage_ms = {"decode": (t1 - t0) * 1e3 + float(decode_ms), "preprocess": (t2 - t1) * 1e3,
+                         "tower": (time.perf_counter() - t2) * 1e3}
 
     def segment(self, boxes: Sequence = (), points: Sequence = ()) -> list[Roi]:
         """Box and point prompts on the current image -> ROIs (see :func:`segment_prompts`)."""
@@ -246,8 +308,12 @@ class Assessor:
         if not self._segmenter_ready:
             self.segmenter.set_image(self._image)
             self._segmenter_ready = True
+        t1 = time.perf_counter()
         rois = segment_prompts(self.segmenter, w, h, boxes, points)
-        self._segment_ms += (time.perf_counter() - t0) * 1e3
+        t2 = time.perf_counter()
+        self.stage_ms["segment_image"] = self.stage_ms.get("segment_image", 0.0) + (t1 - t0) * 1e3
+        self.stage_ms["segment_prompts"] = self.stage_ms.get("segment_prompts", 0.0) + (t2 - t1) * 1e3
+        self._segment_ms += (t2 - t0) * 1e3
         return rois
 
     def rois_from_prompts(self, boxes: Sequence = (), points: Sequence = (), masks: Sequence = ()) -> list[Roi]:
@@ -275,6 +341,8 @@ class Assessor:
         if not rois:
             raise PromptError("no ROI to assess")
         t0 = time.perf_counter()
+        for k in ("prepare", "assessor", "postprocess"):
+            self.stage_ms.pop(k, None)
         w, h = self.image_size
         boxes = []
         for r in rois:
@@ -284,50 +352,34 @@ class Assessor:
             if box is None:
                 raise PromptError(f"ROI {r.prompt or ''} is empty")
             boxes.append(box)
-        outputs: dict[str, list[np.ndarray]] = {}
-        # An engine that answers in text (the vlm backend) gives whole answers instead of logits.
-        answer_rois = getattr(self.engine, "answer_rois", None)
-        answered: list[dict[str, Any]] = []
+        stages = self.stage_ms
+        answers: list[dict[str, Any]] = []
         for start in range(0, len(rois), MAX_ROIS):
             chunk = slice(start, start + MAX_ROIS)
+            t1 = time.perf_counter()
             masks, crops = self._buffers.fill(self._image, [r.mask.astype(bool, copy=False) for r in rois[chunk]],
                                               boxes[chunk])
-            if answer_rois is not None:
-                answered += answer_rois(self._feats, masks, crops, tasks)
-                continue
-            for k, v in self.engine.assess(self._feats, masks, crops).items():
-                outputs.setdefault(k, []).append(np.array(v, copy=True))  # never a view of a reused buffer
-        logits = {k: np.concatenate(v) for k, v in outputs.items()}
-        if not all(np.isfinite(v).all() for v in logits.values()):
-            # Only broken or tampered weights do this; a result must never carry NaN.
-            raise ModelFileError(f"model {shown(self.config.name)}: its graphs answered NaN or infinity "
-                                 "(broken or tampered weights)")
+            t2 = time.perf_counter()
+            answers += self.engine.answer(self._feats, masks, crops, tasks, self.distortion_thresholds)
+            self._sync()
+            t3 = time.perf_counter()
+            stages["prepare"] = stages.get("prepare", 0.0) + (t2 - t1) * 1e3
+            stages["assessor"] = stages.get("assessor", 0.0) + (t3 - t2) * 1e3
+        t4 = time.perf_counter()
         results = []
-        for i, (roi, box) in enumerate(zip(rois, boxes)):
-            rr = RoiResult(id=i, prompt=roi.prompt, bbox=list(box), area=roi.area)
-            if answer_rois is not None:  # {"quality", "importance", "distortions", "answers"}, asked tasks only
-                a = answered[i]
-                rr.quality, rr.importance, rr.distortions = a.get("quality"), a.get("importance"), a.get("distortions")
-                rr.answer_texts = dict(a["answers"])
-            else:
-                if "quality" in tasks:
-                    rr.quality = LevelResult.from_logits(logits["quality_logits"][i], vocab.QUALITY_LEVELS)
-                if "importance" in tasks:
-                    rr.importance = LevelResult.from_logits(logits["importance_logits"][i], vocab.IMPORTANCE_LEVELS)
-                if "distortion" in tasks:
-                    rr.distortions = distortions_from_logits(logits["distortion_logits"][i],
-                                                             logits["severity_logits"][i],
-                                                             self.distortion_thresholds)
-            results.append(rr)
+        for i, (roi, box, a) in enumerate(zip(rois, boxes, answers)):
+            results.append(RoiResult(id=i, prompt=roi.prompt, bbox=list(box), area=roi.area, quality=a.get("quality"),
+                                     importance=a.get("importance"), distortions=a.get("distortions"),
+                                     answer_texts=a.get("answers"), segmenter=roi.segmenter))
         self.last_rois = list(rois)
-        timings = dict(self._timings)
-        timings["segment"] = self._segment_ms
+        t5 = time.perf_counter()
+        stages["postprocess"] = (t5 - t4) * 1e3
+        timings = {"decode": stages["decode"], "segment": self._segment_ms,
+                   "encode": stages["preprocess"] + stages["tower"], "assess": (t5 - t0) * 1e3}
         self._segment_ms = 0.0
-        timings["assess"] = (time.perf_counter() - t0) * 1e3
-        ordered = {k: timings[k] for k in STAGES}
-        ordered["total"] = sum(ordered.values())
+        timings["total"] = sum(timings.values())
         return AssessmentResult(image=self._image_name, width=w, height=h, model=self.config.name,
-                                backend=self.engine.backend, rois=results, timings_ms=ordered)
+                                backend=self.engine.backend, rois=results, timings_ms=timings)
 
     def assess(self, image: np.ndarray | bytes | str | os.PathLike, boxes: Sequence = (), points: Sequence = (),
                masks: Sequence = (), tasks: str | Iterable[str] | None = None,

@@ -19,17 +19,29 @@ DISTORTION_THRESHOLD = 0.5  # a type is reported when its probability reaches th
 
 @dataclass
 class LevelResult:
-    """A 5-level answer: the most likely word, the expected-level score in [0, 1], all probs."""
+    """A 5-level answer: the expected-level score in [0, 1], its level word and all probs.
+
+    ``level`` is the bin the score falls in (:func:`vocab.score_level`: index / 4 rounded, the
+    rule the training labels follow), not the most likely word: word and score always agree.
+    ``probs`` keeps the distribution (its argmax may differ from ``level`` when it is spread)."""
 
     level: str
     score: float
     probs: dict[str, float]
 
     @classmethod
-    def from_logits(cls, logits: np.ndarray, levels: Sequence[str]) -> "LevelResult":
+    def from_logits(cls, logits: np.ndarray, levels: Sequence[str], rule: str = "score") -> "LevelResult":
+        """``rule``: ``"score"`` (the level is the score's bin; the edge heads) or ``"argmax"``
+        (the most likely word: what a VLM's greedily generated sentence names)."""
         p = vocab.softmax(logits)
-        return cls(level=levels[int(np.argmax(p))], score=float(vocab.expected_level_score(p)),
-                   probs={w: float(v) for w, v in zip(levels, p)})
+        score = float(vocab.expected_level_score(p))
+        if rule == "score":
+            level = vocab.score_level(score, levels)
+        elif rule == "argmax":
+            level = levels[int(np.argmax(p))]
+        else:
+            raise ValueError(f"rule must be 'score' or 'argmax', got {rule!r}")
+        return cls(level=level, score=score, probs={w: float(v) for w, v in zip(levels, p)})
 
     def to_dict(self, digits: int = 4) -> dict[str, Any]:
         return {"level": self.level, "score": round(self.score, digits),
@@ -76,6 +88,9 @@ class RoiResult:
     distortions: list[Distortion] | None = None
     # The model's own sentences (the vlm backend answers in text); None: built from the levels.
     answer_texts: dict[str, str] | None = None
+    # What made the ROI's mask from its prompt: "mobilesam", "grabcut", "none" (the box's
+    # rectangle, the square around a point); None for a mask given as such (PNG, RLE, array).
+    segmenter: str | None = None
 
     @property
     def answers(self) -> dict[str, str]:
@@ -91,7 +106,8 @@ class RoiResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"id": self.id, "prompt": self.prompt, "bbox": list(self.bbox), "area": self.area}
+        d: dict[str, Any] = {"id": self.id, "prompt": self.prompt, "segmenter": self.segmenter,
+                             "bbox": list(self.bbox), "area": self.area}
         if self.quality is not None:
             d["quality"] = self.quality.to_dict()
         if self.importance is not None:
@@ -130,7 +146,8 @@ class AssessmentResult:
         lines = [f"{shown(self.image)} ({self.width}x{self.height}), model {shown(self.model)} on {self.backend}"]
         for r in self.rois:
             where = ", ".join(f"{k} {v}" for k, v in r.prompt.items())
-            lines.append(f"  ROI {r.id} [{where}] bbox {r.bbox}, {r.area} px")
+            made = f", mask by {r.segmenter}" if r.segmenter not in (None, "none") else ""
+            lines.append(f"  ROI {r.id} [{where}{made}] bbox {r.bbox}, {r.area} px")
             for task, sentence in r.answers.items():
                 score = ""
                 if task == "quality" and r.quality is not None:

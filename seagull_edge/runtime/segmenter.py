@@ -8,8 +8,11 @@
 * ``grabcut``: OpenCV GrabCut, weight-free, on a downscaled crop around the prompt.
 * ``none``: a box is its rectangle; a point is the square that :func:`prompts.point_to_roi` makes.
 
-``create_segmenter("auto")`` picks mobilesam when a SAM folder is given (argument or
-``$SEAGULL_EDGE_SAM_MODEL``), else grabcut. No torch here: this module is part of the lean runtime.
+``create_segmenter("auto")`` picks mobilesam when a SAM folder is set up (argument or
+``$SEAGULL_EDGE_SAM_MODEL``), else none: a box stays a box unless a real segmenter is set up.
+GrabCut reshapes boxes, so it is only used when named. :data:`REGISTRY` names them all: a new
+segmenter is one module with a class like these plus one registry line.
+No torch here: this module is part of the lean runtime.
 """
 
 from __future__ import annotations
@@ -28,9 +31,16 @@ import numpy as np
 
 from seagull_edge.errors import ImageError, ModelFileError, PromptError, SeagullInputError
 from seagull_edge.inputs import confined_path, read_json, shown
+from seagull_edge.runtime.image import check_rgb_uint8
 from seagull_edge.runtime.prompts import POINT_BOX_FRACTION, POINT_BOX_MIN, box_to_roi, parse_box, parse_point, point_to_roi
 
-SEGMENTERS = ("auto", "mobilesam", "grabcut", "none")
+# name -> ("module:Class", whether it needs a SAM model folder); its class is imported only when asked for
+REGISTRY: dict[str, tuple[str, bool]] = {
+    "mobilesam": ("seagull_edge.runtime.segmenter:MobileSamSegmenter", True),
+    "grabcut": ("seagull_edge.runtime.segmenter:GrabCutSegmenter", False),
+    "none": ("seagull_edge.runtime.segmenter:NoneSegmenter", False),
+}
+SEGMENTERS = ("auto", *REGISTRY)  # what --segmenter takes
 SAM_BACKENDS = ("auto", "onnxruntime", "tensorrt")
 SAM_MODEL_ENV = "SEAGULL_EDGE_SAM_MODEL"  # folder made by `seagull-edge export mobilesam`
 MOBILESAM_JSON = "mobilesam.json"
@@ -68,17 +78,6 @@ class _Prompt:
     rect: np.ndarray  # bool [H,W]: the box, or the point's square (what "none" returns)
 
 
-def check_rgb(rgb: Any, what: str = "set_image") -> np.ndarray:
-    """An RGB image: uint8 [H,W,3]. Anything else is one clear ImageError naming ``what``."""
-    if not isinstance(rgb, np.ndarray):
-        raise ImageError(f"{what} expects a numpy uint8 [H,W,3] RGB array, got {type(rgb).__name__}")
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ImageError(f"{what} expects a uint8 [H,W,3] RGB array, got {rgb.dtype} {list(rgb.shape)}")
-    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise ImageError(f"{what}: the image is empty ({rgb.shape[1]}x{rgb.shape[0]})")
-    return np.ascontiguousarray(rgb)
-
-
 class _PromptSegmenter:
     """Shared parts: keeps the image, checks prompts with runtime.prompts, then segments each."""
 
@@ -88,7 +87,7 @@ class _PromptSegmenter:
         self._rgb: np.ndarray | None = None
 
     def set_image(self, rgb: np.ndarray) -> None:
-        self._rgb = check_rgb(rgb)
+        self._rgb = check_rgb_uint8(rgb, "set_image")
 
     @property
     def image_hw(self) -> tuple[int, int]:
@@ -261,7 +260,7 @@ class _OrtRunner:
     """One onnxruntime session behind the same ``run(feeds) -> {name: array}`` as TrtRunner."""
 
     def __init__(self, path: Path, providers: Sequence[str] | None, threads: int | None) -> None:
-        from seagull_edge.runtime.engine import default_ort_providers, ort_session
+        from seagull_edge.backends.onnxruntime import default_ort_providers, ort_session
 
         providers = list(providers) if providers is not None else default_ort_providers()
         self.session = ort_session(path, f"SAM model {shown(path)}", providers, threads)
@@ -321,7 +320,7 @@ class MobileSamSegmenter(_PromptSegmenter):
         self.mask_size = int(self.meta["mask_size"])
         self.pixel_mean = np.asarray(self.meta["pixel_mean"], dtype=np.float32)
         self.pixel_std = np.asarray(self.meta["pixel_std"], dtype=np.float32)
-        # "auto" is onnxruntime, as runtime.engine.load_engine: it always works; TensorRT engines
+        # "auto" is onnxruntime, as backends.load_engine ends: it always works; TensorRT engines
         # are per GPU and per TensorRT version, so they are used only when asked for.
         self.backend = "onnxruntime" if backend == "auto" else backend
         if self.backend == "onnxruntime":
@@ -384,7 +383,7 @@ class MobileSamSegmenter(_PromptSegmenter):
                                     "(Jetson: JetPack's python3-libnvinfer; desktop: pip install 'seagull-edge[trt]'); "
                                     "use backend onnxruntime")
         try:
-            module = importlib.import_module("seagull_edge.runtime.trt_engine")
+            module = importlib.import_module("seagull_edge.backends.tensorrt")
         except ModuleNotFoundError as exc:
             raise SeagullInputError(f"SAM backend 'tensorrt' needs the package {exc.name!r}, which is not installed; "
                                     "`seagull-edge doctor` says what is missing") from None
@@ -408,7 +407,7 @@ class MobileSamSegmenter(_PromptSegmenter):
         levels, at most a few levels) and INTER_AREA when shrinking more (PIL's triangle filter is
         wider than a bilinear tap pair; INTER_LINEAR_EXACT aliases there: up to 16 levels).
         """
-        rgb = check_rgb(rgb)
+        rgb = check_rgb_uint8(rgb, "set_image")
         h, w = rgb.shape[:2]
         nh, nw = self.preprocess_shape(h, w)
         interp = cv2.INTER_LINEAR_EXACT if nw * 2 >= w else cv2.INTER_AREA
@@ -430,7 +429,7 @@ class MobileSamSegmenter(_PromptSegmenter):
 
     def set_image(self, rgb: np.ndarray) -> None:
         """Preprocess and run the encoder: image_embeddings [1,256,64,64] kept for segment()."""
-        rgb = check_rgb(rgb)
+        rgb = check_rgb_uint8(rgb, "set_image")
         image = self.preprocess(rgb)
         self._rgb = None  # a failed encoder call must not leave the previous frame's embeddings in use
         self._embeddings = self.encode(image)
@@ -527,22 +526,23 @@ class MobileSamSegmenter(_PromptSegmenter):
 
 
 def create_segmenter(kind: str = "auto", sam_model: str | os.PathLike | None = None, backend: str = "auto") -> Segmenter:
-    """A segmenter by name.
+    """A segmenter by name (:data:`SEGMENTERS`).
 
     kind: ``auto`` (mobilesam when ``sam_model`` or ``$SEAGULL_EDGE_SAM_MODEL`` names a folder, else
-    grabcut), ``mobilesam``, ``grabcut`` or ``none``. backend (mobilesam only): ``auto`` /
-    ``onnxruntime`` / ``tensorrt``; other segmenters ignore it.
+    none), or a :data:`REGISTRY` name. backend (segmenters that run a model, i.e. mobilesam):
+    ``auto`` / ``onnxruntime`` / ``tensorrt``; the others take no arguments.
     """
     if kind not in SEGMENTERS:
         raise SeagullInputError(f"unknown segmenter {kind!r}; choose one of {', '.join(SEGMENTERS)}")
     folder = sam_model if sam_model not in (None, "") else (os.environ.get(SAM_MODEL_ENV) or None)
     if kind == "auto":
-        kind = "mobilesam" if folder is not None else "grabcut"
-    if kind == "none":
-        return NoneSegmenter()
-    if kind == "grabcut":
-        return GrabCutSegmenter()
+        kind = "mobilesam" if folder is not None else "none"
+    where, needs_model = REGISTRY[kind]
+    module_name, class_name = where.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not needs_model:
+        return cls()
     if folder is None:
-        raise SeagullInputError(f"segmenter 'mobilesam' needs a SAM model folder (--sam-model DIR or ${SAM_MODEL_ENV}); "
+        raise SeagullInputError(f"segmenter {kind!r} needs a SAM model folder (--sam-model DIR or ${SAM_MODEL_ENV}); "
                                 f"{HOW_TO_EXPORT}")
-    return MobileSamSegmenter(folder, backend=backend)
+    return cls(folder, backend=backend)

@@ -4,11 +4,13 @@
   buffers and pinned host buffers allocated once at the optimisation profile's largest shapes,
   async copies and ``execute_async_v3`` on that stream, and optionally the enqueue captured as a
   CUDA graph per input-shape set (replayed with one ``cudaGraphLaunch``).
-* :class:`TensorRTEngine` is the runtime's engine (:class:`seagull_edge.runtime.engine.Engine`):
+* :class:`TensorRTEngine` is the backend's engine (:class:`seagull_edge.backends.base.Engine`):
   the encoder's feature maps stay on the GPU and are bound straight into the assessor.
 * Engines are only loaded when their key (:mod:`seagull_edge.runtime.engine_cache`) matches this
-  GPU, this TensorRT and the ONNX beside them; a missing or stale engine is built into the cache
-  (``build_missing=True``) or refused with a message that says how to build it.
+  GPU, this TensorRT and the ONNX beside them. This backend never builds: a missing, stale or
+  foreign engine is refused in one line that says why and gives the command that builds it
+  (``seagull-edge export trt --model DIR``; building lives in :mod:`seagull_edge.export`, which
+  may import this module, never the other way round).
 
 Runs on TensorRT 8.6 / 10.x / 11.x: only the name-based I/O API (``num_io_tensors``,
 ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) is used, which all of them have.
@@ -21,15 +23,17 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import sys
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from seagull_edge.backends.base import LogitsEngine
 from seagull_edge.errors import ModelFileError, SeagullInputError
-from seagull_edge.runtime.config import ASSESSOR_INPUTS, ASSESSOR_OUTPUTS, ENCODER_OUTPUTS, ModelConfig
+from seagull_edge.runtime.config import (ASSESSOR_INPUTS, ASSESSOR_OUTPUTS, ENCODER_OUTPUTS, ModelConfig,
+                                         resolve_model_dir)
 from seagull_edge.runtime.engine_cache import DeviceIdentity, find_engine
 
 log = logging.getLogger(__name__)
@@ -94,6 +98,24 @@ def device_identity(cudart: Any | None = None, device: int = 0) -> DeviceIdentit
     return DeviceIdentity(name.rstrip("\x00").strip(), f"{props.major}.{props.minor}")
 
 
+def export_command(folder: str | os.PathLike) -> str:
+    """The command that builds a folder's engines for this GPU and TensorRT."""
+    return f"seagull-edge export trt --model {shlex.quote(str(folder))}"
+
+
+def find_usable_engine(folder: str | os.PathLike, role: str, onnx_path: str | os.PathLike,
+                       device: DeviceIdentity, trt_version: str) -> Path:
+    """The engine of ``role`` that may run on ``device`` with ``trt_version`` (the folder's
+    ``engines.json``, else the engine cache), or one ModelFileError line: why none may, and the
+    ``export trt`` command that builds one. Never builds."""
+    choice = find_engine(folder, role, onnx_path, device, trt_version)
+    if choice.path is not None:
+        return choice.path
+    why = " ".join("; ".join(choice.reasons).split())  # one line, whatever the reasons held
+    raise ModelFileError(f"model {folder}: no usable {role} engine ({why}); build the engines with "
+                         f"`{export_command(folder)}`")
+
+
 def usable_engine(folder: str | os.PathLike, role: str, onnx_path: str | os.PathLike, *, trt: Any = None,
                   cudart: Any = None) -> Path:
     """The engine of ``role`` in a folder (``engines.json``) that may run on this GPU and TensorRT,
@@ -102,11 +124,7 @@ def usable_engine(folder: str | os.PathLike, role: str, onnx_path: str | os.Path
     device = device_identity(cudart)
     if device is None:
         raise SeagullInputError("TensorRT needs an NVIDIA GPU and its driver; none found (use onnxruntime)")
-    choice = find_engine(folder, role, onnx_path, device, str(trt.__version__))
-    if choice.path is None:
-        raise ModelFileError(f"{folder}: no usable {role} engine ({'; '.join(choice.reasons)}); build the engines "
-                             f"with `seagull-edge export trt --model {folder}`")
-    return choice.path
+    return find_usable_engine(folder, role, onnx_path, device, str(trt.__version__))
 
 
 @dataclass
@@ -328,20 +346,19 @@ def engine_files(model_dir: Path, cfg: ModelConfig) -> dict[str, Path]:
     return {role: cfg.file_path(model_dir, role) for role in ("encoder", "assessor")}
 
 
-class TensorRTEngine:
+class TensorRTEngine(LogitsEngine):
     """Both graphs of a model folder as TensorRT engines on the first GPU.
 
-    ``build_missing``: a missing or stale engine is built from the ONNX into the engine cache
-    (minutes on a Jetson; once per GPU, TensorRT version and ONNX). Otherwise it is refused with
-    the reasons and the command that builds it.
+    Only loads engines built beforehand (``seagull-edge export trt``, or
+    :func:`seagull_edge.export.trt.build_missing_engines` when a user asked for a build): a
+    missing, stale or foreign engine is refused with the reasons and the command that builds it.
+    Building takes minutes on a Jetson, so it never happens behind a first ``assess``.
     """
 
     backend = "tensorrt"
 
-    def __init__(self, model_dir: str | os.PathLike, *, build_missing: bool = True, cuda_graphs: bool = True,
-                 max_rois: int = 64, fp16: bool = True, trt: Any = None, cudart: Any = None) -> None:
-        from seagull_edge.runtime.engine import resolve_model_dir
-
+    def __init__(self, model_dir: str | os.PathLike, *, cuda_graphs: bool = True, trt: Any = None,
+                 cudart: Any = None) -> None:
         self.trt = trt if trt is not None else import_tensorrt()
         self.cuda = Cuda(cudart)
         self.model_dir = resolve_model_dir(model_dir)
@@ -350,37 +367,19 @@ class TensorRTEngine:
         if self.device is None:
             raise SeagullInputError("backend 'tensorrt' needs an NVIDIA GPU and its driver; none found "
                                     "(use --backend onnxruntime)")
+        trt_version = str(self.trt.__version__)
+        paths = {role: find_usable_engine(self.model_dir, role, onnx, self.device, trt_version)
+                 for role, onnx in engine_files(self.model_dir, self.config).items()}
         if self.config.roi_pool == "custom":
             from seagull_edge.kernels.trt_plugin import register_plugins
 
             register_plugins()  # the Python IPluginV3 must exist before such an engine deserializes
         self.stream = self.cuda("cudaStreamCreateWithFlags", 1)
-        paths = {role: self._engine_path(role, onnx, build_missing, max_rois, fp16)
-                 for role, onnx in engine_files(self.model_dir, self.config).items()}
         self.encoder = TrtRunner(paths["encoder"], cuda_graphs=cuda_graphs, stream=self.stream, trt=self.trt, cuda=self.cuda)
         self.assessor = TrtRunner(paths["assessor"], cuda_graphs=cuda_graphs, stream=self.stream, trt=self.trt, cuda=self.cuda)
         self.engine_paths = paths
         self._generation = 0
         self._check_io()
-
-    def _engine_path(self, role: str, onnx: Path, build_missing: bool, max_rois: int, fp16: bool) -> Path:
-        trt_version = str(self.trt.__version__)
-        choice = find_engine(self.model_dir, role, onnx, self.device, trt_version)
-        if choice.path is not None:
-            return choice.path
-        why = "; ".join(choice.reasons)
-        if not build_missing:
-            raise ModelFileError(f"model {self.model_dir}: no usable {role} engine ({why}); build one with "
-                                 f"`seagull-edge export trt --model {self.model_dir}`")
-        if not onnx.is_file():
-            raise ModelFileError(f"model {self.model_dir}: {onnx.name} is missing, so no {role} engine can be built")
-        from seagull_edge.export.trt import build_cached_engine
-
-        if choice.wanted_precision is not None:  # rebuild what the folder's manifest asked for
-            fp16 = choice.wanted_precision != "fp32" and choice.wanted_precision != "strongly-typed"
-        sys.stderr.write(f"building the TensorRT {role} engine for {self.device.name} ({why}); "
-                         "this happens once and is cached\n")
-        return build_cached_engine(onnx, role, self.device, fp16=fp16, max_rois=max_rois)
 
     def _check_io(self) -> None:
         cfg = self.config
@@ -424,7 +423,20 @@ class TensorRTEngine:
         out = self.assessor.run(feeds, bind=bind)
         return {name: out[name] for name in ASSESSOR_OUTPUTS}
 
+    def synchronize(self) -> None:
+        self.cuda("cudaStreamSynchronize", self.stream)
+
+    def precision_info(self) -> dict[str, Any]:
+        return {"precision": "as built (engines.json)", "device": "cuda",
+                "engines": {role: str(path) for role, path in self.engine_paths.items()}}
+
     def close(self) -> None:
         for runner in (getattr(self, "encoder", None), getattr(self, "assessor", None)):
             if runner is not None:
                 runner.close()
+        stream, self.stream = getattr(self, "stream", None), None
+        if stream is not None:
+            try:
+                self.cuda("cudaStreamDestroy", stream)
+            except RuntimeError as exc:  # the context may be gone at interpreter exit
+                log.debug("TensorRTEngine.close: %s", exc)

@@ -10,17 +10,16 @@
 * ``distortions``: parsed from the generated distortion answer (:func:`parse_distortions`);
 * ``answers``: the model's own post-processed sentences, not rebuilt from the levels.
 
-A VLM answers in text, which the logits interface (``assess``) cannot carry, so this engine has
-``answer_rois`` instead and the pipeline calls that when an engine has it. ``encode`` runs the
-tower and projector once per image (the ``encode`` stage); the LLM runs in ``assess``.
-Found by name (``seagull_edge.runtime.engine.EXTERNAL_BACKENDS``): the runtime never imports torch.
+A VLM answers in text, so this engine implements the engine contract's ``answer`` itself
+(:class:`seagull_edge.backends.base.Engine`) instead of computing logits. ``encode`` runs the tower
+and projector once per image (the ``encode`` stage); the LLM runs in ``answer`` (the ``assess``
+stage). Imported by name from :data:`seagull_edge.backends.REGISTRY`: the runtime never imports torch.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -28,33 +27,17 @@ import numpy as np
 import torch
 
 from seagull_edge import vocab
-from seagull_edge.model.vlm import DEFAULT_MAX_NEW_TOKENS, SeagullVLM
-from seagull_edge.runtime.config import CLIP_MEAN, CLIP_STD
-from seagull_edge.runtime.engine import resolve_model_dir
+from seagull_edge.model.vlm import DEFAULT_MAX_NEW_TOKENS, SeagullVLM, distortion_mentions
+from seagull_edge.runtime.config import CLIP_MEAN, CLIP_STD, resolve_model_dir
 from seagull_edge.runtime.results import Distortion
 
 GENERATION_CONFIG = "generation_config.json"
 
-_SEVERITY = "|".join(vocab.SEVERITY_LEVELS)
-_TYPE = "|".join(vocab.DISTORTION_TYPES)
-_MENTION = re.compile(rf"\b(?:({_SEVERITY})\s+)?({_TYPE})\b", re.IGNORECASE)
-
-
 def parse_distortions(text: str) -> list[Distortion]:
-    """A distortion answer -> the distortions it names, in its order (SEAGULL's phrasing).
-
-    "With moderate blur and mild noise distortions." -> [blur/moderate, noise/mild];
-    "No obvious distortion is found in this region." -> []. A type is a word of
-    :data:`vocab.DISTORTION_TYPES`, its severity the :data:`vocab.SEVERITY_LEVELS` word right
-    before it (None if there is none); a type named twice counts once. ``prob`` is 1.0: the
-    answer states it, the VLM gives no per-type probability.
-    """
-    out: list[Distortion] = []
-    for severity, dtype in _MENTION.findall(text):
-        dtype = dtype.lower()
-        if all(d.type != dtype for d in out):
-            out.append(Distortion(dtype, severity.lower() or None, 1.0))
-    return out
+    """A distortion answer -> the distortions it names, in its order (the one parser:
+    :func:`seagull_edge.model.vlm.distortion_mentions`). ``prob`` is 1.0: the answer states it,
+    the VLM gives no per-type probability."""
+    return [Distortion(t, s, 1.0) for t, s in distortion_mentions(text)]
 
 
 @dataclass
@@ -87,6 +70,14 @@ class VlmEngine:
 
     backend = "vlm"
 
+    def synchronize(self) -> None:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+    def precision_info(self) -> dict[str, Any]:
+        p = next(self.vlm.parameters())
+        return {"precision": str(p.dtype).replace("torch.", ""), "device": str(p.device)}
+
     def __init__(self, model_dir: str | os.PathLike, device: str | None = None, dtype: torch.dtype | None = None,
                  max_new_tokens: int | None = None, tokenizer=None) -> None:
         self.model_dir = resolve_model_dir(model_dir, vlm=True)
@@ -101,14 +92,12 @@ class VlmEngine:
         """image float32 [1,3,S,S] -> (four tower maps, image tokens [N,D]) on the model's device."""
         return self.vlm.encode_image(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)))
 
-    def assess(self, feats: Any, masks: np.ndarray, crops: np.ndarray) -> dict[str, np.ndarray]:
-        raise NotImplementedError("the vlm backend answers in text: call answer_rois (the Assessor does)")
-
-    def answer_rois(self, feats: tuple[list[torch.Tensor], torch.Tensor], masks: np.ndarray, crops: np.ndarray,
-                    tasks: Sequence[str] = vocab.TASKS) -> list[dict[str, Any]]:
+    def answer(self, feats: tuple[list[torch.Tensor], torch.Tensor], masks: np.ndarray, crops: np.ndarray,
+               tasks: Sequence[str] = vocab.TASKS, thresholds: Any = None) -> list[dict[str, Any]]:
         """masks [Q,S,S], crops [Q,3,C,C] of the image from :meth:`encode` -> one dict per ROI:
         ``answers`` {task: sentence}, and for the tasks asked ``quality`` / ``importance``
-        (:class:`LevelResult`) and ``distortions`` (list of :class:`Distortion`)."""
+        (:class:`LevelResult`) and ``distortions`` (list of :class:`Distortion`). ``thresholds``
+        is not used: the model's sentence says which distortions are there."""
         out = self.vlm.answer_encoded(feats, torch.from_numpy(np.array(masks, np.float32)),
                                       torch.from_numpy(np.array(crops, np.float32)), tasks, self.max_new_tokens)
         results = []

@@ -6,7 +6,7 @@ stages replayed from CUDA graphs: one for the encoder and one per ROI-count buck
 (1, 2, 4, ..., 64; a frame's Q is padded up to its bucket). On a CPU it runs float32 with stock
 ops, as a reference for the other backends.
 
-It implements the runtime's engine interface (:class:`seagull_edge.runtime.engine.Engine`) and
+It implements the engine contract (:class:`seagull_edge.backends.base.Engine`) and
 is found by name, so the runtime itself never imports torch. The weights come from the folder's
 ``weights.safetensors`` (written by ``seagull-edge export onnx``), never from a pickle.
 """
@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from seagull_edge.backends.base import LogitsEngine
 from seagull_edge.errors import ModelFileError, SeagullInputError
 from seagull_edge.inputs import confined_path, shown
 from seagull_edge.model.checkpoint import load_checkpoint, read_checkpoint_preset
 from seagull_edge.model.seagull import PRESETS, Preset, SeagullEdge
-from seagull_edge.runtime.config import ASSESSOR_OUTPUTS, WEIGHTS_FILE, ModelConfig
-from seagull_edge.runtime.engine import resolve_model_dir
+from seagull_edge.runtime.config import ASSESSOR_OUTPUTS, WEIGHTS_FILE, ModelConfig, resolve_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def _bucket(q: int) -> int | None:
     return next((b for b in Q_BUCKETS if b >= q), None)
 
 
-class TorchEngine:
+class TorchEngine(LogitsEngine):
     """Both stages of a model folder in PyTorch.
 
     ``device``: "cuda", "cpu" or None (CUDA when available). ``fp16``: None = on CUDA only.
@@ -137,6 +137,14 @@ class TorchEngine:
             graph.replay()
             out = static_out
         return {name: t[:q].float().cpu().numpy() for name, t in zip(ASSESSOR_OUTPUTS, out)}
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def precision_info(self) -> dict[str, Any]:
+        return {"precision": str(self.dtype).replace("torch.", ""), "device": str(self.device),
+                "cuda_graphs": bool(self.cuda_graphs)}
 
     def _assess(self, f0, f1, f2, f3, masks, crops) -> list[torch.Tensor]:
         out = self.model.assess([f0, f1, f2, f3], masks.unsqueeze(0), crops.unsqueeze(0))
