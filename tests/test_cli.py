@@ -354,3 +354,8 @@ def test_assess_without_model_uses_the_embedded_model_and_names_it(example_image
     assert result["rois"][0]["quality"]["level"] in ("bad", "poor", "fair", "good", "excellent")
 
 
+def test_version():
+    from seagull_edge import __version__
+
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout == f"seagull-edge {__version__}\n" and proc.stderr == ""

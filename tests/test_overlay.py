@@ -131,7 +131,7 @@ def test_bad_arguments(tmp_path, example_image):
     r = _result(w, h, [(0, 0, 10, 10)])
     with pytest.raises(ValueError, match="0 masks for 1 ROIs"):
         draw_overlay(rgb, r, [])
-    with pytest.raises(ValueError, match="RGB uint8"):
+    with pytest.raises(ValueError, match=r"uint8 \[H,W,3\] RGB"):
         draw_overlay(rgb.astype(np.float32), r, [_box_mask(w, h, (0, 0, 10, 10))])
     (tmp_path / "afile").write_text("x")
     for bad, needle in [(tmp_path / "out.xyz", "unsupported"), (tmp_path, "folder"),

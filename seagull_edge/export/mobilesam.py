@@ -47,9 +47,9 @@ from torch import nn
 from seagull_edge import __version__
 from seagull_edge.errors import ModelFileError, SeagullInputError
 from seagull_edge.fileio import atomic_write_bytes, atomic_write_text
+from seagull_edge.runtime.segmenter import MOBILESAM_JSON  # one home: what makes a folder a MobileSAM folder
 
 OPSET = 17
-MOBILESAM_JSON = "mobilesam.json"
 ENCODER_FILE = "image_encoder.onnx"
 DECODER_FILE = "mask_decoder.onnx"
 IMAGE_SIZE = 1024  # SAM's encoder input side (all model types)

@@ -47,8 +47,8 @@ from seagull_edge.inputs import confined_path, read_json, shown
 from seagull_edge.runtime.config import MODEL_JSON, ModelConfig, resolve_model_dir
 from seagull_edge.runtime.engine_cache import (DeviceIdentity, EngineKey, file_sha256, find_engine, store_in_cache,
                                                write_manifest)
+from seagull_edge.runtime.segmenter import MOBILESAM_JSON  # one home: what makes a folder a MobileSAM folder
 
-MOBILESAM_JSON = "mobilesam.json"
 MOBILESAM_ROLES = {"encoder": "image_encoder", "decoder": "mask_decoder"}
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from seagull_edge.errors import SeagullInputError
 from seagull_edge.inputs import shown
+from seagull_edge.runtime.image import check_rgb_uint8
 from seagull_edge.fileio import atomic_write_bytes
 from seagull_edge.runtime.results import AssessmentResult, RoiResult
 
@@ -132,9 +133,7 @@ def draw_overlay(rgb: np.ndarray, result: AssessmentResult, masks: Sequence[Any]
     ``masks``: one bool [H,W] mask (or :class:`~seagull_edge.runtime.prompts.Roi`) per
     ``result.rois`` entry, in the same order.
     """
-    rgb = np.asarray(rgb)
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"draw_overlay needs an RGB uint8 [H,W,3] image, got {rgb.dtype} {rgb.shape}")
+    rgb = check_rgb_uint8(rgb, "draw_overlay")
     if len(masks) != len(result.rois):
         raise ValueError(f"{len(masks)} masks for {len(result.rois)} ROIs")
     h, w = rgb.shape[:2]
