@@ -14,6 +14,7 @@ from seagull_edge import vocab
 from seagull_edge.errors import SeagullInputError
 from seagull_edge.model import build_model
 from seagull_edge.model.checkpoint import save_checkpoint
+from seagull_edge.runtime.batch import read_seed_batch
 from seagull_edge.runtime.image import load_image
 from seagull_edge.runtime.prompts import box_to_roi
 from seagull_edge.training import distill as D
@@ -47,7 +48,7 @@ def batch_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def teacher_file(tmp_path_factory, tiny, batch_file):  # noqa: F811
     out = tmp_path_factory.mktemp("teacher") / "teacher.jsonl"
-    items = D.read_seed_batch(batch_file, EXAMPLES, "points")
+    items = read_seed_batch(batch_file, EXAMPLES, "points")
     counts = D.teacher_labels(Counting(tiny), items, out, max_new_tokens=MAX_NEW)
     assert counts == {"done": 4, "skipped": 0, "images": 2}
     return out
@@ -96,7 +97,7 @@ def test_teacher_file_matches_direct_answers(teacher_file, tiny):  # noqa: F811
 
 
 def test_resume_skips_done_rois_and_drops_torn_line(teacher_file, tiny, batch_file, tmp_path):  # noqa: F811
-    items = D.read_seed_batch(batch_file, EXAMPLES, "points")
+    items = read_seed_batch(batch_file, EXAMPLES, "points")
     path = tmp_path / "t.jsonl"
     full = teacher_file.read_bytes()
     path.write_bytes(full)

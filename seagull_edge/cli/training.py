@@ -25,9 +25,8 @@ def synth(
 ) -> None:
     """Synthesise a SEAGULL-100w-style training set (resumable: rerun the same command)."""
     with extra_needed("train"):
-        from seagull_edge.training import synth as synth_mod
-    with extra_needed("train"):
         from seagull_edge.training import sources as sources_mod
+        from seagull_edge.training import synth as synth_mod
     try:
         shard_t = synth_mod.parse_shard(shard)
     except ValueError as exc:
@@ -128,9 +127,9 @@ def distill(
             raise SeagullInputError("the teacher needs --teacher DIR and --img-dir DIR [--rois FILE.json] "
                                     "(or give --from-labels)")
         if rois is not None:
-            from seagull_edge.runtime.batch import require_valid
+            from seagull_edge.runtime.batch import read_seed_batch, require_valid
 
-            items = require_valid(distill_mod.read_seed_batch(rois, img_dir, mask_type))  # checked whole first
+            items = require_valid(read_seed_batch(rois, img_dir, mask_type))  # the whole file is checked first
         else:
             items = distill_mod.propose_batch(img_dir, propose, seed)
         from seagull_edge.model.vlm import SeagullVLM
@@ -170,7 +169,6 @@ def eval_cmd(
         raise SeagullInputError(f"--baseline {baseline!r}: the known baseline is brisque")
     with extra_needed("train"):
         from seagull_edge.training import evaluate as evaluate_mod
-    with extra_needed("train"):
         from seagull_edge.training import metrics as metrics_mod
     from seagull_edge.fileio import atomic_write_text
 

@@ -32,11 +32,10 @@ from seagull_edge import vocab
 from seagull_edge.errors import SeagullInputError
 from seagull_edge.runtime import image as imops
 from seagull_edge.runtime.config import CLIP_MEAN, CLIP_STD
-from seagull_edge.runtime.batch import BatchItem, read_seed_batch
+from seagull_edge.runtime.batch import BatchItem
 
 __all__ = ["parse_distortion_answer", "teacher_labels", "read_teacher_labels", "TeacherDataset", "distill",
-           "propose_batch",
-           "read_seed_batch"]  # read_seed_batch: re-exported for the CLI's distill command
+           "propose_batch"]
 
 FORMAT = "seagull-edge/teacher-1"
 
@@ -140,7 +139,7 @@ def teacher_labels(vlm, images_and_rois: Sequence[BatchItem], out_jsonl: str | o
 
     Args:
         vlm: a :class:`~seagull_edge.model.vlm.SeagullVLM` (anything with its ``answer``).
-        images_and_rois: :class:`BatchItem` s from :func:`read_seed_batch` (image path, raw
+        images_and_rois: :class:`BatchItem` s from :func:`~seagull_edge.runtime.batch.read_seed_batch` (image path, raw
             boxes or RLEs, mask type).
         out_jsonl: the teacher file. With ``resume`` the ROIs already in it are skipped and a torn
             last line is cut off; without, it is started afresh.
