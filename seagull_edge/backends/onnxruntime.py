@@ -103,6 +103,13 @@ class OnnxRuntimeEngine(LogitsEngine):
         if outs != list(ASSESSOR_OUTPUTS):
             raise ModelFileError(f"model {self.model_dir}: assessor outputs {outs}, expected {list(ASSESSOR_OUTPUTS)}")
 
+    def precision_info(self) -> dict:
+        """What bench reports: int8 for a folder `export quantize` wrote (model.json says so), else fp32."""
+        quantized = self.config.extra.get("quantized")
+        device = "cuda" if self.providers and self.providers[0] == "CUDAExecutionProvider" else "cpu"
+        return {"precision": "int8" if quantized else "fp32", "device": device, "providers": list(self.providers),
+                **({"quantized": quantized} if quantized else {})}
+
     def encode(self, image: np.ndarray) -> list[np.ndarray]:
         return self._encoder.run(None, {"image": np.ascontiguousarray(image, dtype=np.float32)})
 

@@ -42,6 +42,7 @@ app.command("eval")(training_cmds.eval_cmd)
 export_app.command("onnx")(export_cmds.export_onnx_cmd)
 export_app.command("mobilesam")(export_cmds.export_mobilesam_cmd)
 export_app.command("trt")(export_cmds.export_trt_cmd)
+export_app.command("quantize")(export_cmds.export_quantize_cmd)
 
 
 def _version(value: bool) -> None:
