@@ -657,7 +657,7 @@ class SeagullVLM(nn.Module):
             for i, (q, t, score) in enumerate(group):
                 if score:
                     level_logits = logits[i].float()[entries[t]["level_ids"]].cpu().numpy()
-                    # the most likely word, as the VLM's own sentence says it (not the score's bin)
+                    # the most likely word, as the VLM's own sentence says it
                     results[q][t] = LevelResult.from_logits(level_logits, LEVEL_WORDS[t], rule="argmax")
             if not decode:
                 continue

@@ -3,9 +3,9 @@
 It goes through the same :class:`~seagull_edge.runtime.Assessor` users call, so the numbers
 describe the shipped graphs, not the torch model they came from. ``baseline="brisque"`` scores
 the same ROIs with BRISQUE (:mod:`seagull_edge.training.baselines`) for the score-only metrics.
-The quality-level accuracy compares the level the runtime reports (the bin of its score,
-:func:`seagull_edge.vocab.score_level`) with the manifest's label level (the same bins on the
-label axis, :func:`seagull_edge.training.labels.quality_level`): what users read is what is scored.
+The quality-level accuracy compares the level the runtime reports (``LevelResult.level``: the
+most likely word) with the manifest's label level (:func:`seagull_edge.training.labels.quality_level`):
+what users read is what is scored.
 """
 
 from __future__ import annotations

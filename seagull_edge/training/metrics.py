@@ -225,9 +225,8 @@ def evaluate(records: Sequence[RoiRecord]) -> dict[str, Any]:
     accuracy are fractions in [0, 1] (``format_table`` prints them in %).
     ``quality_level_accuracy`` uses only the records that carry both a predicted and a labelled
     level (``quality_level_n`` of them); it is None when there are none. ``evaluate_model`` fills
-    them with the level users see (``LevelResult.level``: the bin of the predicted score,
-    :func:`vocab.score_level`) and the label's level (``labels.quality_level``); both come from
-    :func:`vocab.level_of`, so it is the accuracy of the reported word, not of the probs' argmax.
+    them with the level users see (``LevelResult.level``, the most likely word) and the label's
+    level (``labels.quality_level``): it is the accuracy of the reported word.
     """
     records = list(records)
     if not records:
