@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from seagull_edge.cli.options import say, warn
+from seagull_edge.cli.options import extra_needed, say, warn
 from seagull_edge.errors import SeagullInputError
 
 
@@ -135,6 +135,7 @@ def export_quantize_cmd(
     from seagull_edge.runtime.pipeline import default_model_dir
 
     src = model if model is not None else default_model_dir()
-    cfg = quantize_model(src, out, list(calib) or None, mode=mode, per_channel=per_channel, float_convs=float_convs,
-                         max_images=max_images, assessor=assessor)
+    with extra_needed("export"):  # onnx: the graphs are rewritten
+        cfg = quantize_model(src, out, list(calib) or None, mode=mode, per_channel=per_channel,
+                             float_convs=float_convs, max_images=max_images, assessor=assessor)
     warn(f"wrote {out} ({cfg.name}: {cfg.extra['quantized']})")

@@ -2,7 +2,7 @@
 
 ``quantize_model(model_dir, out_dir, calib_images)`` writes a complete model folder (the engine
 ONNX contract of :mod:`seagull_edge.export.onnx`: same inputs, outputs and ``model.json`` fields)
-that every onnxruntime-based path (``run``, ``bench``, ``eval``, ``serve``) loads like any other.
+that every onnxruntime-based path (``assess``, ``stream``, ``bench``, ``eval``) loads like any other.
 
 Modes:
 
@@ -37,7 +37,7 @@ describing what was done
 (it holds the float weights, which the torch backend would load instead of the quantised graph).
 The folder is written atomically (:func:`~seagull_edge.fileio.replace_folder_atomically`).
 
-Needs ``onnx`` and ``onnxruntime`` (both runtime dependencies); never imports torch.
+Needs ``onnxruntime`` (a runtime dependency) and ``onnx`` (the ``export`` extra); never imports torch.
 """
 
 from __future__ import annotations
