@@ -195,7 +195,7 @@ def load_engine(model: str | os.PathLike, backend: str = "auto", **options: Any)
             return spec.open(folder, **spec.auto_options)
         except SeagullInputError as exc:
             sys.stderr.write(f"backend auto: {name} skipped ({exc})\n")
-    return SPECS[FALLBACK].open(folder)
+    raise AssertionError("backend_plan always ends with the fallback")  # unreachable
 
 
 __all__ = ["BACKENDS", "REGISTRY", "BackendSpec", "Engine", "backend_plan", "get_backend", "gpu_present",

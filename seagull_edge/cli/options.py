@@ -13,7 +13,7 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
-from seagull_edge.backends import BACKENDS, REGISTRY
+from seagull_edge.backends import REGISTRY, get_backend
 from seagull_edge.errors import SeagullInputError
 
 _BACKEND_HELP = "auto (the best this machine and model folder allow) | " + " | ".join(
@@ -51,8 +51,9 @@ def warn(text: str) -> None:
 
 
 def check_backend(name: str) -> None:
-    if name not in BACKENDS:
-        raise SeagullInputError(f"--backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    """Refuse an unknown --backend before a segmenter or model is loaded (the registry's message)."""
+    if name != "auto":
+        get_backend(name)
 
 
 def check_segmenter(kind: str) -> None:
