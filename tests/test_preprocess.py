@@ -100,3 +100,53 @@ def test_normalisation_constants():
     img = np.full((4, 4, 3), 255, dtype=np.uint8)
     out = I.preprocess_image(img, 4, CLIP_MEAN, CLIP_STD)
     np.testing.assert_allclose(out[0, :, 0, 0], (1 - np.array(CLIP_MEAN)) / np.array(CLIP_STD), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- batched, frame on the device
+
+FRAME_BOXES = [(0, 0, 451, 300), (10, 20, 1, 1), (100, 50, 150, 120), (440, 290, 11, 10), (3, 7, 200, 37),
+               (0, 100, 451, 2)]
+
+
+@pytest.mark.parametrize("src,dst", [(10, 3), (451, 128), (128, 128), (1, 128), (29, 384), (7, 8), (1025, 256)])
+def test_batched_resize_weights_equal_resize_weights(src, dst):
+    """Each ROI's block of the batched weights is resize_weights (float64 formulas, float32 out);
+    columns beyond its own length are zero."""
+    lengths = [src, max(1, src // 2), 1]
+    w = T.batched_resize_weights(torch.tensor(lengths), src, dst).numpy()
+    for q, n in enumerate(lengths):
+        np.testing.assert_allclose(w[q, :, :n], I.resize_weights(n, dst), atol=1e-7)
+        assert not w[q, :, n:].any()
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_frame_crops_equal_numpy_crops(rng, size):
+    """All crops at once from the uint8 frame = preprocess_crops box by box (normalised units;
+    the difference is float32 rounding of OpenCV's resize against two float32 products)."""
+    img = rng.integers(0, 256, (300, 451, 3), dtype=np.uint8)
+    a = I.preprocess_crops(img, FRAME_BOXES, size, CLIP_MEAN, CLIP_STD)
+    w_max = max(b[2] for b in FRAME_BOXES)
+    h_max = max(b[3] for b in FRAME_BOXES)
+    b = T.frame_crops(torch.from_numpy(img), torch.tensor(FRAME_BOXES), size, (w_max, h_max)).numpy()
+    assert b.shape == a.shape == (len(FRAME_BOXES), 3, size, size)
+    np.testing.assert_allclose(b, a, atol=2e-5)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_frame_masks_equal_numpy_masks(shape, rng):
+    """Rectangles drawn from their boxes, and uploaded masks resized by index, equal
+    preprocess_masks exactly (0/1, no rounding involved)."""
+    h, w = shape
+    boxes = [(w // 5, h // 4, max(1, w // 2 - w // 5), max(1, h // 2 - h // 4)), (0, 0, w, h), (w - 1, h - 1, 1, 1),
+             (0, 0, max(1, w // 9), h), (w // 3, h // 3, max(1, w // 3), 1)]
+    rects = np.zeros((len(boxes), h, w), dtype=bool)
+    for m, (x, y, bw, bh) in zip(rects, boxes):
+        m[y:y + bh, x:x + bw] = True
+    free = rng.random((2, h, w)) > 0.7  # two free-form masks replace ROIs 1 and 3
+    masks = rects.copy()
+    masks[[1, 3]] = free
+    expected = I.preprocess_masks(masks, 384)
+    got = T.frame_masks((h, w), 384, torch.tensor(boxes), torch.from_numpy(free).to(torch.uint8), [1, 3]).numpy()
+    np.testing.assert_array_equal(got, expected)
+    only_rects = T.frame_masks((h, w), 384, torch.tensor(boxes)).numpy()
+    np.testing.assert_array_equal(only_rects, I.preprocess_masks(rects, 384))

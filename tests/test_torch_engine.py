@@ -104,3 +104,75 @@ def test_torch_cuda_fp16_graphs_match_onnxruntime(model_dir, frame, reference):
         np.testing.assert_allclose(got[name], ref_eager[name], atol=2e-3, rtol=0)
     one = graphs.assess(graphs.encode(image), masks[:1], crops[:1])
     np.testing.assert_allclose(one["quality_logits"], got["quality_logits"][:1], atol=5e-3, rtol=0)
+
+
+def _frame_rois(rgb):
+    h, w = rgb.shape[:2]
+    blob = np.zeros((h, w), bool)
+    yy, xx = np.mgrid[:h, :w]
+    blob[(yy - h // 2) ** 2 + (xx - w // 3) ** 2 < (min(h, w) // 5) ** 2] = True
+    boxes = [(0, 0, w, h), (10, 20, 1, 1), (w // 2, h // 3, w // 3, h // 4), (w - 9, h - 7, 9, 7)]
+    return boxes, blob
+
+
+@pytest.mark.parametrize("device,atol", [("cpu", 1e-5), pytest.param("cuda", 3e-3, marks=[pytest.mark.gpu, cuda])])
+def test_assess_frame_equals_assess_on_host_inputs(model_dir, example_image, device, atol):
+    """The frame path (uint8 frame uploaded, masks and crops made by torch on the device) gives
+    the logits of encode + assess on numpy-preprocessed inputs. CPU float32 within 1e-5: ~1e-6
+    is float32 rounding of the resize products, and scaling the crops by 1.01 moves them by
+    ~1e-4. CUDA float16 (graphs, fused kernel) within 3e-3: an input that rounds to the
+    neighbouring fp16 value, as graphs vs eager in the test above (2e-3)."""
+    from seagull_edge.runtime import image as I
+
+    rgb = I.load_image(example_image)
+    boxes, blob = _frame_rois(rgb)
+    engine = torch_engine.TorchEngine(model_dir, device=device, device_preprocessing=True)
+    cfg = engine.config
+    masks = np.zeros((len(boxes) + 1, *blob.shape), bool)
+    for m, (x, y, w, h) in zip(masks, boxes):
+        m[y:y + h, x:x + w] = True
+    masks[-1] = blob
+    all_boxes = boxes + [I.mask_bbox(blob)]
+    got = engine.assess_frame(engine.encode_frame(rgb), [None] * len(boxes) + [blob], all_boxes)
+    want = engine.assess(engine.encode(I.preprocess_image(rgb, cfg.image_size, cfg.mean, cfg.std)),
+                         I.preprocess_masks(masks, cfg.image_size),
+                         I.preprocess_crops(rgb, all_boxes, cfg.crop_size, cfg.mean, cfg.std))
+    for name, ref in want.items():
+        assert got[name].shape == ref.shape
+        np.testing.assert_allclose(got[name], ref, atol=atol, rtol=0)
+
+
+def test_assessor_hands_rectangles_as_none(model_dir, example_image, monkeypatch):
+    """Through the Assessor: box ROIs reach the engine as None (nothing uploaded), a free-form
+    mask as itself, and the answers equal the host path's."""
+    from seagull_edge.runtime import Assessor
+    from seagull_edge.runtime.image import load_image
+
+    rgb = load_image(example_image)
+    boxes, blob = _frame_rois(rgb)
+    results = []
+    for on_device in (False, True):
+        engine = torch_engine.TorchEngine(model_dir, device="cpu", device_preprocessing=on_device)
+        assert engine.device_preprocessing is on_device
+        seen = []
+        real = engine.assess_frame
+        monkeypatch.setattr(engine, "assess_frame", lambda f, m, b: seen.append((m, b)) or real(f, m, b))
+        results.append(Assessor(engine).assess(rgb, boxes=boxes, masks=[blob]).to_dict())
+        if on_device:
+            (masks, got_boxes), = seen
+            assert masks[:4] == [None] * 4 and masks[4] is not None and (masks[4] == blob).all()
+            assert list(got_boxes) == boxes + [tuple(results[-1]["rois"][4]["bbox"])]
+        else:
+            assert not seen
+    host, dev = results
+    for a, b in zip(host["rois"], dev["rois"]):
+        assert a["bbox"] == b["bbox"] and a["area"] == b["area"]
+        for task in ("quality", "importance"):
+            assert a[task]["level"] == b[task]["level"]
+            np.testing.assert_allclose(list(a[task]["probs"].values()), list(b[task]["probs"].values()), atol=1e-5)
+
+
+def test_assess_frame_needs_encode_frame(model_dir):
+    engine = torch_engine.TorchEngine(model_dir, device="cpu", device_preprocessing=True)
+    with pytest.raises(RuntimeError, match="encode_frame first"):
+        engine.assess_frame([], [None], [(0, 0, 2, 2)])

@@ -18,6 +18,18 @@ Engines that end in the four logit outputs (onnxruntime, TensorRT, torch) implem
 ``assess(feats, masks, crops) -> {output: float32 [Q,...]}`` and inherit :class:`LogitsEngine`,
 whose ``answer`` turns logits into answers: one conversion for all of them.
 
+Engines on a GPU may also take the frame itself (``device_preprocessing = True``): then the
+runtime uploads the uint8 frame once and the engine makes the tower's input, the masks and the
+crops on its device (same numbers as :mod:`seagull_edge.runtime.image`, to float tolerance)::
+
+    feats = engine.encode_frame(rgb)    # RGB uint8 [H,W,3] on the host; the frame stays on the device
+    engine.answer_frame(feats, masks, boxes, tasks, thresholds)
+                                        # masks: Q entries, bool [H,W] or None (the ROI is its
+                                        # box's rectangle: nothing to upload); boxes: Q (x, y, w, h)
+                                        # tight boxes -> Q answers, as ``answer``
+
+A :class:`LogitsEngine` implements ``assess_frame(feats, masks, boxes)`` (logits, as ``assess``).
+
 This module imports numpy only.
 """
 
@@ -74,9 +86,21 @@ class LogitsEngine:
 
     config: ModelConfig
     backend: str
+    #: True: the engine has ``encode_frame`` / ``assess_frame`` and the runtime uses them.
+    device_preprocessing: bool = False
 
     def assess(self, feats: Any, masks: np.ndarray, crops: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def assess_frame(self, feats: Any, masks: Sequence[np.ndarray | None],
+                     boxes: Sequence[tuple[int, int, int, int]]) -> dict[str, np.ndarray]:
+        """The frame of the last ``encode_frame`` + Q masks (None: the box's rectangle) and tight
+        boxes -> float32 logits [Q,...], as :meth:`assess`."""
+        raise NotImplementedError
+
+    def answer_frame(self, feats: Any, masks: Sequence[np.ndarray | None], boxes: Sequence[tuple[int, int, int, int]],
+                     tasks: Sequence[str], thresholds: np.ndarray) -> list[dict[str, Any]]:
+        return answers_from_logits(self.assess_frame(feats, masks, boxes), tasks, thresholds, self.config.name)
 
     def answer(self, feats: Any, masks: np.ndarray, crops: np.ndarray, tasks: Sequence[str],
                thresholds: np.ndarray) -> list[dict[str, Any]]:

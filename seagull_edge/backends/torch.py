@@ -42,12 +42,16 @@ class TorchEngine(LogitsEngine):
     ``device``: "cuda", "cpu" or None (CUDA when available). ``fp16``: None = on CUDA only.
     ``cuda_graphs``: None = on CUDA only. Encoder outputs are torch tensors on the device; like
     the TensorRT backend's, they are valid until the next :meth:`encode` when graphs are on.
+    ``device_preprocessing``: None = on CUDA only. The runtime then hands the engine the uint8
+    frame (:meth:`encode_frame`) and the ROIs' masks and boxes (:meth:`assess_frame`): one upload
+    of the frame, and the tower's input, the masks and the crops made on the device by the
+    batched twins in :mod:`seagull_edge.model.transforms`.
     """
 
     backend = "torch"
 
     def __init__(self, model_dir: str | os.PathLike, device: str | None = None, fp16: bool | None = None,
-                 cuda_graphs: bool | None = None) -> None:
+                 cuda_graphs: bool | None = None, device_preprocessing: bool | None = None) -> None:
         self.model_dir = resolve_model_dir(model_dir)
         self.config = ModelConfig.load(self.model_dir)
         weights = confined_path(self.model_dir, self.config.files.get("weights", WEIGHTS_FILE),
@@ -68,6 +72,8 @@ class TorchEngine(LogitsEngine):
         self.cuda_graphs = on_cuda if cuda_graphs is None else bool(cuda_graphs and on_cuda)
         self._encoder_graph: tuple | None = None  # (graph, static image, static feats)
         self._assess_graphs: dict[int, tuple] = {}  # bucket -> (graph, static inputs, static outputs)
+        self.device_preprocessing = on_cuda if device_preprocessing is None else bool(device_preprocessing)
+        self._frame: torch.Tensor | None = None  # uint8 [H,W,3] of the last encode_frame, on the device
 
     def _build(self, weights) -> SeagullEdge:
         stored = read_checkpoint_preset(weights)
@@ -109,6 +115,37 @@ class TorchEngine(LogitsEngine):
         return list(static_feats)
 
     @torch.inference_mode()
+    def encode_frame(self, rgb: np.ndarray) -> list[torch.Tensor]:
+        """RGB uint8 [H,W,3] on the host -> four maps, as :meth:`encode`; the frame is uploaded
+        once, as uint8, and kept on the device for :meth:`assess_frame`."""
+        from seagull_edge.model import transforms
+
+        cfg = self.config
+        self._frame = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
+        return self.encode(transforms.preprocess_image(self._frame, cfg.image_size, cfg.mean, cfg.std))
+
+    @torch.inference_mode()
+    def assess_frame(self, feats: Sequence[torch.Tensor], masks: Sequence[np.ndarray | None],
+                     boxes: Sequence[tuple[int, int, int, int]]) -> dict[str, np.ndarray]:
+        """The last :meth:`encode_frame`'s frame + Q masks (bool [H,W], or None: the ROI is its
+        box's rectangle, drawn on the device) and tight boxes (x, y, w, h) -> logits, as :meth:`assess`."""
+        from seagull_edge.model import transforms
+
+        if self._frame is None:
+            raise RuntimeError("assess_frame needs encode_frame first")
+        cfg = self.config
+        shape = tuple(self._frame.shape[:2])
+        box_t = torch.tensor(boxes, dtype=torch.int64).to(self.device)
+        mask_rois = [i for i, m in enumerate(masks) if m is not None]
+        uploaded = None
+        if mask_rois:  # one host array, one upload; bool -> uint8 is a view
+            uploaded = torch.from_numpy(np.stack([masks[i] for i in mask_rois]).view(np.uint8)).to(self.device)
+        m = transforms.frame_masks(shape, cfg.image_size, box_t, uploaded, mask_rois)
+        max_box = (max(b[2] for b in boxes), max(b[3] for b in boxes))
+        c = transforms.frame_crops(self._frame, box_t, cfg.crop_size, max_box, cfg.mean, cfg.std)
+        return self.assess(feats, m, c)
+
+    @torch.inference_mode()
     def assess(self, feats: Sequence[torch.Tensor | np.ndarray], masks: np.ndarray,
                crops: np.ndarray) -> dict[str, np.ndarray]:
         """feats from :meth:`encode`, masks [Q,S,S], crops [Q,3,C,C] -> float32 logits [Q,...]."""
@@ -144,7 +181,7 @@ class TorchEngine(LogitsEngine):
 
     def precision_info(self) -> dict[str, Any]:
         return {"precision": str(self.dtype).replace("torch.", ""), "device": str(self.device),
-                "cuda_graphs": bool(self.cuda_graphs)}
+                "cuda_graphs": bool(self.cuda_graphs), "device_preprocessing": bool(self.device_preprocessing)}
 
     def _assess(self, f0, f1, f2, f3, masks, crops) -> list[torch.Tensor]:
         out = self.model.assess([f0, f1, f2, f3], masks.unsqueeze(0), crops.unsqueeze(0))

@@ -24,6 +24,12 @@ Stages, each timed in ``result.timings_ms``:
 The mask and crop input arrays are kept between calls and grown on demand (frames of a stream
 reuse them); they hold the same numbers as :func:`seagull_edge.runtime.image.preprocess_masks`
 and :func:`~seagull_edge.runtime.image.preprocess_crops` (a test checks they are equal).
+
+An engine with ``device_preprocessing`` (the torch backend on CUDA) gets the uint8 frame and the
+ROIs' masks and boxes instead (:mod:`seagull_edge.backends.base`): it makes these inputs on its
+device. Then ``preprocess`` is 0 (the frame's preprocessing is part of ``tower``), ``prepare``
+only tells rectangles from free-form masks (a rectangle's mask is never uploaded), and
+``assessor`` includes the masks and crops.
 """
 
 from __future__ import annotations
@@ -237,6 +243,7 @@ class Assessor:
         # [6] per-type probabilities from which a distortion is reported (the model's calibrated
         # ones, else 0.5); set it to zeros to get every type with its probability.
         self.distortion_thresholds = type_thresholds(self.config.distortion_thresholds)
+        self._on_device = bool(getattr(engine, "device_preprocessing", False))
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, backend: str = "auto",
@@ -288,10 +295,14 @@ class Assessor:
             self._image_name = name or "<array>"
             rgb = imops.to_rgb_uint8(image, self._image_name)
         t1 = time.perf_counter()
-        cfg = self.config
-        tensor = imops.preprocess_image(rgb, cfg.image_size, cfg.mean, cfg.std)
-        t2 = time.perf_counter()
-        self._feats = self.engine.encode(tensor)
+        if self._on_device:
+            t2 = t1
+            self._feats = self.engine.encode_frame(rgb)
+        else:
+            cfg = self.config
+            tensor = imops.preprocess_image(rgb, cfg.image_size, cfg.mean, cfg.std)
+            t2 = time.perf_counter()
+            self._feats = self.engine.encode(tensor)
         self._sync()
         self._image = rgb
         self._segmenter_ready = False  # the segmenter's own encoder runs when a prompt needs it
@@ -344,7 +355,7 @@ class Assessor:
         for k in ("prepare", "assessor", "postprocess"):
             self.stage_ms.pop(k, None)
         w, h = self.image_size
-        boxes = []
+        boxes, areas = [], []
         for r in rois:
             if r.mask.shape != (h, w):
                 raise PromptError(f"ROI mask is {r.mask.shape[1]}x{r.mask.shape[0]}, the image is {w}x{h}")
@@ -352,15 +363,24 @@ class Assessor:
             if box is None:
                 raise PromptError(f"ROI {r.prompt or ''} is empty")
             boxes.append(box)
+            areas.append(r.area)
         stages = self.stage_ms
         answers: list[dict[str, Any]] = []
         for start in range(0, len(rois), MAX_ROIS):
             chunk = slice(start, start + MAX_ROIS)
             t1 = time.perf_counter()
-            masks, crops = self._buffers.fill(self._image, [r.mask.astype(bool, copy=False) for r in rois[chunk]],
-                                              boxes[chunk])
-            t2 = time.perf_counter()
-            answers += self.engine.answer(self._feats, masks, crops, tasks, self.distortion_thresholds)
+            if self._on_device:
+                # A mask that fills its tight box is that box's rectangle: the engine draws it.
+                masks = [None if a == b[2] * b[3] else r.mask.astype(bool, copy=False)
+                         for r, a, b in zip(rois[chunk], areas[chunk], boxes[chunk])]
+                t2 = time.perf_counter()
+                answers += self.engine.answer_frame(self._feats, masks, boxes[chunk], tasks,
+                                                    self.distortion_thresholds)
+            else:
+                masks, crops = self._buffers.fill(self._image, [r.mask.astype(bool, copy=False) for r in rois[chunk]],
+                                                  boxes[chunk])
+                t2 = time.perf_counter()
+                answers += self.engine.answer(self._feats, masks, crops, tasks, self.distortion_thresholds)
             self._sync()
             t3 = time.perf_counter()
             stages["prepare"] = stages.get("prepare", 0.0) + (t2 - t1) * 1e3
@@ -368,7 +388,7 @@ class Assessor:
         t4 = time.perf_counter()
         results = []
         for i, (roi, box, a) in enumerate(zip(rois, boxes, answers)):
-            results.append(RoiResult(id=i, prompt=roi.prompt, bbox=list(box), area=roi.area, quality=a.get("quality"),
+            results.append(RoiResult(id=i, prompt=roi.prompt, bbox=list(box), area=areas[i], quality=a.get("quality"),
                                      importance=a.get("importance"), distortions=a.get("distortions"),
                                      answer_texts=a.get("answers"), segmenter=roi.segmenter))
         self.last_rois = list(rois)
