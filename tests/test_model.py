@@ -204,3 +204,30 @@ def test_presets_registry():
     assert {"seagull-7b", "edge-default", "edge-fast"} <= set(list_presets())
     with pytest.raises(KeyError, match="unknown preset"):
         get_preset("nope")
+
+
+@pytest.mark.parametrize("preset", ["edge-default", "seed"])
+def test_batched_levels_equal_the_seeds_loop(preset):
+    """The MFE's four levels in one batched attention (padded, masked keys; one-key
+    self-attention as a value projection) = the seed's per-level loop with full attention, to
+    float32 rounding (1e-5 on logits of size ~1; ~1e-6 seen), with B = 2 images so the level
+    and image axes cannot be mixed up unnoticed."""
+    torch.manual_seed(7)
+    model = build_model(seed_shaped_small() if preset == "seed" else preset)
+    p = model.preset
+    image = torch.randn(2, 3, p.image_size, p.image_size)
+    masks = (torch.rand(2, 3, p.image_size, p.image_size) > 0.5).float()
+    crops = torch.randn(2, 3, 3, p.crop_size, p.crop_size)
+    with torch.no_grad():
+        feats = model.encode(image)
+        assert model.mask_extractor.batch_levels
+        batched = model.assess(feats, masks, crops)
+        model.mask_extractor.batch_levels = False
+        seed = model.assess(feats, masks, crops)
+        # the padding must be masked: without the mask the answers move
+        model.mask_extractor.batch_levels = True
+        model.mask_extractor.level_keys.fill_(True)
+        unmasked = model.assess(feats, masks, crops)
+    for k in seed:
+        torch.testing.assert_close(batched[k], seed[k], atol=1e-5, rtol=0)
+    assert max(float((unmasked[k] - seed[k]).abs().max()) for k in seed) > 1e-3

@@ -5,6 +5,15 @@ the same submodule names, shapes and order of operations, so that ``mask_extract
 of the released SEAGULL-7B load strictly. Generalised in two ways only: the level widths and
 sizes, embed/out dims and crop size come from the preset (the seed hard-codes ConvNeXt-Large at
 512), and a batch of images with Q ROIs each is processed at once (the seed loops over images).
+
+Execution (not the math) differs from the seed in one switch, :attr:`MaskExtractor.batch_levels`
+(default on): the seed runs the shared :class:`CrossAttention` once per feature level, four
+times; batched, the four levels ride in the batch dimension of one call, each level's queries
+masked to its own level's channel tokens (the keys are padded to the widest level), and the
+self-attention over one ROI's single query is computed as what it is, a value projection
+(:meth:`CrossAttention.forward`). Same numbers to float rounding (tests/test_model.py), a
+quarter of the attention's kernel launches. Off, it is the seed's loop and the seed's
+attention: the benchmarks' seed-shaped baseline runs that way.
 """
 
 from __future__ import annotations
@@ -43,14 +52,18 @@ class Attention(nn.Module):
         b, n, c = x.shape
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q [B,Nq,D], k and v [B,Nk,D] -> [B,Nq,D]."""
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """q [B,Nq,D], k and v [B,Nk,D] -> [B,Nq,D]. ``key_mask``: bool, broadcastable to
+        [B,1,1,Nk], False for keys that take no part (padding); every query needs one key."""
         q = self._separate_heads(self.q_proj(q))
         k = self._separate_heads(self.k_proj(k))
         v = self._separate_heads(self.v_proj(v))
         # Scores and softmax in float32: q.k grows during training and overflows float16
         # (65504) long before it means anything; in float32 this is the same computation.
         attn = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        if key_mask is not None:
+            attn = attn.masked_fill(~key_mask, float("-inf"))  # exp(-inf) = 0: as if absent
         out = torch.softmax(attn, dim=-1).to(v.dtype) @ v
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
@@ -97,18 +110,27 @@ class CrossAttention(nn.Module):
         self.norm2 = nn.LayerNorm(embedding_dim)
         self.mlp = MLPBlock(embedding_dim, mlp_dim, nn.ReLU)
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor | None = None,
+                as_seed: bool = False) -> torch.Tensor:
         """queries [B,Q,D], keys [B,N,D] -> [B,Q,D]; each of the Q ROIs independent of the others.
 
         The seed runs one ROI per forward, so its self-attention sees a single query. Batching
         Q ROIs must not let them attend to each other (an ROI's answer would then depend on
-        which other ROIs share its batch), so self-attention runs per ROI: [B*Q,1,D].
-        Cross-attention already treats each query row on its own.
+        which other ROIs share its batch), so self-attention runs per ROI. Attention over one
+        key is that key's value (softmax of one score is exactly 1), so it is computed as
+        ``out_proj(v_proj(query))``: the same numbers without the q/k projections and the
+        softmax (``as_seed``: the full attention over the one key, as the seed computes it).
+        Cross-attention already treats each query row on its own. ``key_mask``: see
+        :meth:`Attention.forward`.
         """
-        b, q, d = queries.shape
-        single = queries.reshape(b * q, 1, d)
-        queries = self.norm1(queries + self.self_attn(single, single, single).reshape(b, q, d))
-        queries = self.norm2(queries + self.cross_attn(queries, keys, keys))
+        sa = self.self_attn
+        if as_seed:
+            b, q, d = queries.shape
+            single = queries.reshape(b * q, 1, d)
+            queries = self.norm1(queries + sa(single, single, single).reshape(b, q, d))
+        else:
+            queries = self.norm1(queries + sa.out_proj(sa.v_proj(queries)))
+        queries = self.norm2(queries + self.cross_attn(queries, keys, keys, key_mask))
         return queries + self.mlp(queries)
 
 
@@ -196,6 +218,12 @@ class MaskExtractor(nn.Module):
             setattr(self, name, nn.Linear(c, embed_dim))  # pooled ROI feature -> query
             setattr(self, f"g_{name}", nn.Linear(s * s, embed_dim))  # one channel's map -> token
         self.final_mlp = nn.Linear(2 * out_dim, out_dim)
+        self.batch_levels = True
+        # [4,N]: which of the padded key slots are level l's channel tokens (N = the widest level);
+        # a constant of the shapes, so not in the state dict
+        widest = max(level_channels)
+        self.register_buffer("level_keys", torch.arange(widest)[None, :] < torch.tensor(list(level_channels))[:, None],
+                             persistent=False)
         self.local_branch = local_branch
         if local_branch == "texture":
             if crop_norm is None:
@@ -211,6 +239,22 @@ class MaskExtractor(nn.Module):
             self.mlp = MLP(local_dim, local_hidden, out_dim, 3)
         else:
             raise ValueError(f"local_branch must be 'seed' or 'texture', got {local_branch!r}")
+
+    def _attend_levels(self, queries: Sequence[torch.Tensor], tokens: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The four levels through :attr:`cross_att_res` in one call: queries four [B,Q,D],
+        tokens four [B,C_l,D] -> the sum over levels of the attended queries [B,Q,D].
+
+        Levels go into the batch dimension ([4B,Q,D]); each level's tokens are padded with zeros
+        to the widest level's count, and the padding is masked out of the attention.
+        """
+        valid = self.level_keys  # [4,N]
+        n = valid.shape[1]
+        keys = torch.cat([F.pad(t, (0, 0, 0, n - t.shape[1])) for t in tokens])  # [4B,N,D]
+        b = queries[0].shape[0]
+        key_mask = valid[:, None, None, None, :].expand(-1, b, 1, 1, -1).reshape(-1, 1, 1, n)  # [4B,1,1,N]
+        attended = self.cross_att_res(torch.cat(list(queries)), keys, key_mask)  # [4B,Q,D]
+        a0, a1, a2, a3 = attended.chunk(4)
+        return a0 + a1 + a2 + a3  # the seed's order of the level sum
 
     def forward(
         self,
@@ -229,15 +273,17 @@ class MaskExtractor(nn.Module):
         Returns:
             global tokens [B,Q,out_dim], local tokens [B,Q,out_dim].
         """
-        pooled_sum = 0
-        attended_sum = 0
         pooled = pool(feats, masks)  # four [B,Q,C_l]
-        for i, name in enumerate(LEVEL_NAMES):
-            feat = feats[i].to(masks.dtype)
-            query = getattr(self, name)(pooled[i].to(masks.dtype))  # [B,Q,D]
-            tokens = getattr(self, f"g_{name}")(feat.flatten(2))  # [B,C_l,D]: one per channel
-            pooled_sum = pooled_sum + query
-            attended_sum = attended_sum + self.cross_att_res(query, tokens)
+        # per level: the ROIs' pooled features -> queries [B,Q,D]; each channel's map -> a token [B,C_l,D]
+        queries = [getattr(self, name)(pooled[i].to(masks.dtype)) for i, name in enumerate(LEVEL_NAMES)]
+        tokens = [getattr(self, f"g_{name}")(feats[i].to(masks.dtype).flatten(2)) for i, name in enumerate(LEVEL_NAMES)]
+        pooled_sum = queries[0] + queries[1] + queries[2] + queries[3]
+        if self.batch_levels:
+            attended_sum = self._attend_levels(queries, tokens)
+        else:  # the seed's loop, computed as the seed does
+            attended_sum = 0
+            for query, token in zip(queries, tokens):
+                attended_sum = attended_sum + self.cross_att_res(query, token, as_seed=True)
         global_token = self.final_mlp(
             torch.cat((self.cross_feat_linear(attended_sum), self.feat_linear(pooled_sum)), dim=-1)
         )
