@@ -153,9 +153,11 @@ def make_fake_trt(version: str = "10.3.0") -> types.ModuleType:
         def __init__(self, level=2):
             self.level = level
 
+    # io_dtypes {tensor name: np.float16}: what an engine built with fp16 I/O formats declares;
+    # the fake runtime converts to and from the ONNX's own types around onnxruntime.
     state = types.SimpleNamespace(parse_ok=True, plan=b"ENGINE-" + version.encode(), parsed=[], builders=[],
                                   input_override=None, errors=["node 3: Plugin not found"], embed_onnx=False,
-                                  calibration_batches=[], cudart=None, executed=0)
+                                  calibration_batches=[], cudart=None, executed=0, io_dtypes={})
 
     class FakeInput:
         def __init__(self, name, shape):
@@ -335,9 +337,15 @@ class FakeEngine:
     def get_tensor_shape(self, name):
         return tuple(d if isinstance(d, int) else -1 for d in self._entry(name)[2].shape)
 
+    def io_dtype(self, name):
+        """The numpy dtype the engine declares for a tensor (state.io_dtypes, else the ONNX's)."""
+        return np.dtype(self.state.io_dtypes.get(name, _ORT_DTYPES[self._entry(name)[2].type]))
+
     def get_tensor_dtype(self, name):
         trt = _trt_of(self.state)
-        return trt.DataType.HALF if self._entry(name)[2].type == "tensor(float16)" else trt.DataType.FLOAT
+        return {np.dtype(np.float32): trt.DataType.FLOAT, np.dtype(np.float16): trt.DataType.HALF,
+                np.dtype(np.int32): trt.DataType.INT32, np.dtype(np.int8): trt.DataType.INT8,
+                np.dtype(np.uint8): trt.DataType.UINT8, np.dtype(np.bool_): trt.DataType.BOOL}[self.io_dtype(name)]
 
     def get_tensor_profile_shape(self, name, profile_index):
         return self.profile[name]
@@ -380,12 +388,12 @@ class FakeContext:
         sess = self.engine.session
         feeds = {}
         for i in sess.get_inputs():
-            dtype = np.dtype(_ORT_DTYPES[i.type])
+            dtype = self.engine.io_dtype(i.name)
             n = int(np.prod(shapes[i.name]))
             raw = (ctypes.c_uint8 * (n * dtype.itemsize)).from_address(addresses[i.name])
-            feeds[i.name] = np.frombuffer(raw, dtype).reshape(shapes[i.name]).copy()
+            feeds[i.name] = np.frombuffer(raw, dtype).reshape(shapes[i.name]).astype(_ORT_DTYPES[i.type])
         for o, value in zip(sess.get_outputs(), sess.run(None, feeds)):
-            value = np.ascontiguousarray(value, _ORT_DTYPES[o.type])
+            value = np.ascontiguousarray(value, self.engine.io_dtype(o.name))
             ctypes.memmove(addresses[o.name], value.ctypes.data, value.nbytes)
         self.engine.state.executed += 1
 
@@ -494,3 +502,58 @@ def make_fake_cudart(gpu_name: str = "Fake Orin", cc: tuple = (8, 7), gpus: int 
     rt.cudaGetDeviceProperties = lambda device: (ok, props)
     rt.cudaGetErrorString = lambda err: (ok, cudaError_t(err).name.encode())
     return rt
+
+
+# ------------------------------------------------------------------------------------------------
+# the GPU preprocessing kernels on the fake device memory
+
+
+def _at(address, shape, dtype):
+    """A numpy view of fake device memory (host memory) at ``address``."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape))
+    raw = (ctypes.c_uint8 * max(count * dtype.itemsize, 1)).from_address(int(address))
+    return np.frombuffer(raw, dtype)[:count].reshape(shape)
+
+
+class HostPreprocessKernels:
+    """Stands in for :class:`seagull_edge.kernels.preprocess.PreprocessKernels` with the fake CUDA
+    runtime: the same methods, computing the kernels' numpy reference on the fake device memory
+    (host memory) at the addresses given, enqueued on the fake stream. ``calls`` records
+    (kernel, rois, dtype, stream) per launch."""
+
+    def __init__(self, cudart):
+        self.cudart = cudart
+        self.calls = []
+
+    @staticmethod
+    def _tables(ptrs, rows):
+        from seagull_edge.kernels.preprocess import AxisTables
+
+        first = _at(ptrs[0], (rows,), np.int32).copy()
+        offset = _at(ptrs[1], (rows + 1,), np.int32).copy()
+        return AxisTables(first, offset, _at(ptrs[2], (int(offset[-1]),), np.float32).copy())
+
+    def resample(self, *, src, height, width, x, y, out, size, rois, dtype, mean, std, stream=0):
+        from seagull_edge.kernels.preprocess import resample_reference
+
+        def run():
+            frame = _at(src, (height, width, 3), np.uint8)
+            tx, ty = self._tables(x, rois * size), self._tables(y, rois * size)
+            result = resample_reference(frame, tx, ty, size, rois, mean, std, dtype)
+            _at(out, result.shape, dtype)[...] = result
+        self.calls.append(("resample", rois, np.dtype(dtype).name, int(stream)))
+        self.cudart.enqueue(int(stream), run)
+
+    def masks(self, *, masks, mask_offset, boxes, x_index, y_index, out, size, rois, dtype, stream=0):
+        from seagull_edge.kernels.preprocess import masks_reference
+
+        def run():
+            b = _at(boxes, (rois, 4), np.int32)
+            off = _at(mask_offset, (rois,), np.int64)
+            total = int(off[-1] + b[-1, 2] * b[-1, 3])
+            result = masks_reference(_at(masks, (total,), np.uint8), off, b, _at(x_index, (size,), np.int32),
+                                     _at(y_index, (size,), np.int32), size, dtype)
+            _at(out, result.shape, dtype)[...] = result
+        self.calls.append(("masks", rois, np.dtype(dtype).name, int(stream)))
+        self.cudart.enqueue(int(stream), run)

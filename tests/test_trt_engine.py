@@ -7,6 +7,10 @@ allocated and bound. What is checked is seagull-edge's own logic: keys, the mani
 of foreign or stale engines, profiles, precision per TensorRT version, calibration feeding,
 buffer binding (features stay on the device), CUDA graph capture and replay, and errors.
 Against onnxruntime on the same ONNX the results must agree to float32 round-off (1e-5).
+
+The frame path (``encode_frame`` / ``assess_frame``: preprocessing on the GPU) runs here with the
+kernels replaced by their numpy reference (``HostPreprocessKernels``, on the fake device memory);
+the kernels themselves are checked against that reference in tests/test_preprocess_kernels.py.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 import onnx
 import pytest
 
-from fake_trt import make_fake_cudart, make_fake_trt  # noqa: E402  (tests/ is on sys.path)
+from fake_trt import HostPreprocessKernels, _at, make_fake_cudart, make_fake_trt  # noqa: E402  (tests/ is on sys.path)
 from seagull_edge.errors import ModelFileError, SeagullInputError
 from seagull_edge.export import trt as export_trt_mod
 from seagull_edge.export.trt import export_trt, trtexec_lines
@@ -28,7 +32,8 @@ from seagull_edge.runtime import engine_cache as ec
 from seagull_edge.backends import tensorrt as te
 from seagull_edge.backends import backend_plan
 from seagull_edge.backends.onnxruntime import OnnxRuntimeEngine
-from seagull_edge.runtime.image import load_image
+from seagull_edge.runtime.image import (load_image, mask_bbox, preprocess_crops, preprocess_image,
+                                        preprocess_masks)
 
 
 @pytest.fixture()
@@ -358,3 +363,154 @@ def test_mobilesam_segmenter_on_tensorrt_engines_equals_onnxruntime(fakes, mobil
     fakes(gpu="Fake H100", cc=(9, 0))
     with pytest.raises(ModelFileError, match="built for Fake Orin"):
         MobileSamSegmenter(out, backend="tensorrt")
+
+
+# ------------------------------------------------------------------------------------------------
+# the frame path: preprocessing on the device
+
+# The kernels' numbers vs OpenCV with IPP (this machine's default), in normalised units: see
+# tests/test_preprocess_kernels.py (IPP's bilinear weights are computed in double).
+TOL_PREPROCESS = 1e-4
+
+
+def _frame_rois(rgb):
+    """Masks and tight boxes of one frame: two rectangles, a scattered mask, one pixel, a border strip."""
+    h, w = rgb.shape[:2]
+    masks = np.zeros((5, h, w), bool)
+    masks[0, :h // 2, :w // 2] = True
+    masks[1, h // 4: 3 * h // 4, w // 3: w // 3 + w // 2] = True
+    masks[2] = np.random.default_rng(3).random((h, w)) > 0.8
+    masks[3, 10, 20] = True
+    masks[4, :, w - 3:] = True
+    return list(masks), [mask_bbox(m) for m in masks]
+
+
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_frame_path_equals_host_preprocessing(fakes, model_dir, tmp_path, example_image, cuda_graphs):
+    trt, cudart, out, _ = _built(fakes, model_dir, tmp_path, fp16=False)
+    kernels = HostPreprocessKernels(cudart)
+    eng = te.TensorRTEngine(out, trt=trt, cudart=cudart, cuda_graphs=cuda_graphs, preprocess_kernels=kernels)
+    assert eng.device_preprocessing
+    cfg = eng.config
+    rgb = load_image(example_image)
+    masks, boxes = _frame_rois(rgb)
+    image = preprocess_image(rgb, cfg.image_size, cfg.mean, cfg.std)
+    m = preprocess_masks(np.stack(masks), cfg.image_size)
+    c = preprocess_crops(rgb, boxes, cfg.crop_size, cfg.mean, cfg.std)
+    want = eng.assess(eng.encode(image), m, c)
+
+    h2d = cudart.counts["H2D"]
+    feats = eng.encode_frame(rgb)
+    assert cudart.counts["H2D"] - h2d == 2  # the frame, and this frame size's tables (once)
+    S, C = cfg.image_size, cfg.crop_size
+    on_device = _at(eng.encoder.input_address("image"), (1, 3, S, S), np.float32)
+    np.testing.assert_allclose(on_device, image, atol=TOL_PREPROCESS, rtol=0)
+    h2d = cudart.counts["H2D"]
+    got = eng.assess_frame(feats, masks, boxes)
+    assert cudart.counts["H2D"] - h2d == 1  # masks' boxes and crop tables in one copy; features bound
+    np.testing.assert_array_equal(_at(eng.assessor.input_address("masks"), m.shape, np.float32), m)
+    np.testing.assert_allclose(_at(eng.assessor.input_address("crops"), c.shape, np.float32), c,
+                               atol=TOL_PREPROCESS, rtol=0)
+    for name, value in want.items():
+        assert got[name].shape == value.shape and got[name].dtype == np.float32
+        # inputs within TOL_PREPROCESS of the host's; the logits differ by float32 round-off
+        np.testing.assert_allclose(got[name], value, atol=1e-5, rtol=0)
+    assert [k for k, *_ in kernels.calls] == ["resample", "resample", "masks"]
+    assert {stream for *_, stream in kernels.calls} == {int(eng.stream)}
+
+    # rectangles may come as None (the runtime does that for box ROIs): the same answers
+    got_none = eng.assess_frame(eng.encode_frame(rgb), [None, None] + masks[2:], boxes)
+    np.testing.assert_array_equal(_at(eng.assessor.input_address("masks"), m.shape, np.float32), m)
+    for name, value in got.items():
+        np.testing.assert_array_equal(got_none[name], value)
+
+    # the next frame of the same size: one copy (the tables stay), and fewer ROIs work
+    h2d = cudart.counts["H2D"]
+    feats = eng.encode_frame(rgb[::-1].copy())
+    assert cudart.counts["H2D"] - h2d == 1
+    got = eng.assess_frame(feats, masks[3:4], boxes[3:4])
+    flipped = preprocess_image(rgb[::-1].copy(), S, cfg.mean, cfg.std)
+    ref = eng.assess(eng.encode(flipped), m[3:4], preprocess_crops(rgb[::-1].copy(), boxes[3:4], C, cfg.mean, cfg.std))
+    np.testing.assert_allclose(got["quality_logits"], ref["quality_logits"], atol=1e-5, rtol=0)
+
+
+def test_frame_path_writes_fp16_engine_inputs(fakes, model_dir, tmp_path, example_image):
+    """An engine whose image / masks / crops inputs are float16: the kernels write float16."""
+    trt, cudart, out, _ = _built(fakes, model_dir, tmp_path)
+    trt.state.io_dtypes = {"image": np.float16, "masks": np.float16, "crops": np.float16}
+    kernels = HostPreprocessKernels(cudart)
+    eng = te.TensorRTEngine(out, trt=trt, cudart=cudart, cuda_graphs=False, preprocess_kernels=kernels)
+    assert eng.encoder.specs["image"].dtype == np.float16
+    cfg = eng.config
+    S, C = cfg.image_size, cfg.crop_size
+    rgb = load_image(example_image)
+    masks, boxes = _frame_rois(rgb)
+    m = preprocess_masks(np.stack(masks), S)
+    c = preprocess_crops(rgb, boxes, C, cfg.mean, cfg.std)
+    want = eng.assess(eng.encode(preprocess_image(rgb, S, cfg.mean, cfg.std)), m, c)  # run() casts to fp16
+    got = eng.assess_frame(eng.encode_frame(rgb), masks, boxes)
+    assert [d for _, _, d, _ in kernels.calls] == ["float16"] * 3
+    np.testing.assert_array_equal(_at(eng.assessor.input_address("masks"), m.shape, np.float16), m)
+    crops16 = _at(eng.assessor.input_address("crops"), c.shape, np.float16).astype(np.float32)
+    np.testing.assert_allclose(crops16, c, atol=2.0 ** -10 + TOL_PREPROCESS, rtol=0)  # + half an fp16 ulp of 2
+    for name, value in want.items():
+        # an input may round to the neighbouring fp16 value (2^-10 near 1): far below 1e-3 here
+        np.testing.assert_allclose(got[name], value, atol=1e-3, rtol=0)
+
+
+def test_frame_path_refuses_what_it_cannot_answer(fakes, model_dir, tmp_path, example_image):
+    trt, cudart, out, _ = _built(fakes, model_dir, tmp_path, max_rois=2)
+    kernels = HostPreprocessKernels(cudart)
+    eng = te.TensorRTEngine(out, trt=trt, cudart=cudart, preprocess_kernels=kernels)
+    rgb = load_image(example_image)
+    masks, boxes = _frame_rois(rgb)
+    feats = eng.encode_frame(rgb)
+    launched = len(kernels.calls)
+    with pytest.raises(SeagullInputError, match=r"masks of shape \[3, 256, 256\].*largest \[2, 256, 256\]"):
+        eng.assess_frame(feats, masks[:3], boxes[:3])
+    with pytest.raises(SeagullInputError, match="mask 0 is bool \\[10, 10\\]"):
+        eng.assess_frame(feats, [np.ones((10, 10), bool)], [(0, 0, 10, 10)])
+    with pytest.raises(SeagullInputError, match="box 0 .* leaves the"):
+        eng.assess_frame(feats, masks[:1], [(rgb.shape[1] - 5, 0, 10, 10)])
+    with pytest.raises(SeagullInputError, match="2 masks but 1 boxes"):
+        eng.assess_frame(feats, masks[:2], boxes[:1])
+    with pytest.raises(SeagullInputError, match="no ROI"):
+        eng.assess_frame(feats, [], [])
+    assert len(kernels.calls) == launched  # refused before anything was written on the device
+    eng.assess_frame(feats, masks[:2], boxes[:2])  # still fine
+    # features of encode() have no frame on the device; older features are refused as before
+    host_feats = eng.encode(preprocess_image(rgb, eng.config.image_size, eng.config.mean, eng.config.std))
+    with pytest.raises(RuntimeError, match="features of encode_frame"):
+        eng.assess_frame(host_feats, masks[:1], boxes[:1])
+    with pytest.raises(RuntimeError, match="overwritten"):
+        eng.assess_frame(feats, masks[:1], boxes[:1])
+    with pytest.raises(SeagullInputError, match="uint8 \\[H,W,3\\]"):
+        eng.encode_frame(rgb.astype(np.float32))
+
+
+def test_device_preprocessing_is_off_where_the_kernels_cannot_run(fakes, model_dir, tmp_path):
+    """Without an injected kernel host, the fakes' "device" memory is host memory: the real
+    kernels must not be used on it (no driver here; on a GPU machine the driver does not know
+    these addresses), so the runtime keeps preprocessing on the CPU."""
+    trt, cudart, out, _ = _built(fakes, model_dir, tmp_path)
+    assert not te.TensorRTEngine(out, trt=trt, cudart=cudart).device_preprocessing
+    eng = te.TensorRTEngine(out, trt=trt, cudart=cudart, device_preprocessing=False,
+                            preprocess_kernels=HostPreprocessKernels(cudart))
+    assert not eng.device_preprocessing
+    eng.device_preprocessing = True
+    assert eng.device_preprocessing
+    trt.state.io_dtypes = {"masks": np.int32}
+    eng = te.TensorRTEngine(out, trt=trt, cudart=cudart, preprocess_kernels=HostPreprocessKernels(cudart))
+    assert not eng.device_preprocessing  # the kernels write float32 or float16 only
+
+
+def test_frame_tables_are_kept_per_frame_size_and_freed(fakes, model_dir, tmp_path, rng, monkeypatch):
+    trt, cudart, out, _ = _built(fakes, model_dir, tmp_path)
+    eng = te.TensorRTEngine(out, trt=trt, cudart=cudart, preprocess_kernels=HostPreprocessKernels(cudart))
+    monkeypatch.setattr(te, "MAX_FRAME_TABLES", 2)
+    for h, w in [(40, 60), (50, 30), (40, 60), (33, 33)]:  # (50, 30) is the least recently used
+        eng.encode_frame(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    assert list(eng._frame_tables) == [(40, 60), (33, 33)]
+    allocated = len(cudart.memory)
+    eng.close()
+    assert len(cudart.memory) < allocated and not eng._frame_tables

@@ -5,7 +5,11 @@
   async copies and ``execute_async_v3`` on that stream, and optionally the enqueue captured as a
   CUDA graph per input-shape set (replayed with one ``cudaGraphLaunch``).
 * :class:`TensorRTEngine` is the backend's engine (:class:`seagull_edge.backends.base.Engine`):
-  the encoder's feature maps stay on the GPU and are bound straight into the assessor.
+  the encoder's feature maps stay on the GPU and are bound straight into the assessor. With
+  ``device_preprocessing`` it also takes the frame itself (:meth:`TensorRTEngine.encode_frame`,
+  :meth:`TensorRTEngine.assess_frame`): the uint8 frame and the masks' box pixels are uploaded
+  once and resized, normalised and cropped on the GPU by NVRTC kernels
+  (:mod:`seagull_edge.kernels.preprocess`), straight into the engines' input buffers.
 * Engines are only loaded when their key (:mod:`seagull_edge.runtime.engine_cache`) matches this
   GPU, this TensorRT and the ONNX beside them. This backend never builds: a missing, stale or
   foreign engine is refused in one line that says why and gives the command that builds it
@@ -32,6 +36,8 @@ import numpy as np
 
 from seagull_edge.backends.base import LogitsEngine
 from seagull_edge.errors import ModelFileError, SeagullInputError
+from seagull_edge.kernels.preprocess import (FrameTables, PreprocessKernels, RoiUpload, frame_tables, layout,
+                                             write_arrays)
 from seagull_edge.runtime.config import (ASSESSOR_INPUTS, ASSESSOR_OUTPUTS, ENCODER_OUTPUTS, ModelConfig,
                                          resolve_model_dir)
 from seagull_edge.runtime.engine_cache import DeviceIdentity, find_engine
@@ -39,6 +45,7 @@ from seagull_edge.runtime.engine_cache import DeviceIdentity, find_engine
 log = logging.getLogger(__name__)
 
 MAX_GRAPHS = 64  # CUDA graphs kept per runner (one per input-shape set; Q = 1..64 at most)
+MAX_FRAME_TABLES = 8  # frame sizes whose resize tables stay on the device (a camera has one)
 
 
 def import_tensorrt() -> Any:
@@ -155,12 +162,62 @@ class _Buffer:
         cuda("cudaFreeHost", self.host_ptr)
 
 
+class _Staged:
+    """A device buffer and a pinned host buffer of the same size, grown on demand (never shrunk).
+
+    The host side is written with numpy, then sent with one async copy on a stream. The caller
+    must not write the host side again before that copy is done (every TensorRTEngine call ends
+    with a stream synchronize, so the next call may).
+    """
+
+    def __init__(self, cuda: Cuda) -> None:
+        self.cuda = cuda
+        self.nbytes = 0
+        self.device = self.host_ptr = 0
+        self.host = np.empty(0, np.uint8)
+
+    def reserve(self, nbytes: int) -> np.ndarray:
+        """Room for ``nbytes`` (doubling, so that slowly growing frames or ROI batches do not
+        reallocate every time); returns the host side, uint8 [nbytes]."""
+        if nbytes > self.nbytes:
+            self.free()
+            size = max(int(nbytes), 2 * self.nbytes)
+            self.device = int(self.cuda("cudaMalloc", size))
+            self.host_ptr = int(self.cuda("cudaMallocHost", size))
+            self.host = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(self.host_ptr))
+            self.nbytes = size
+        return self.host[:nbytes]
+
+    def upload(self, nbytes: int, stream: Any) -> None:
+        H2D = self.cuda.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self.cuda("cudaMemcpyAsync", self.device, self.host_ptr, int(nbytes), H2D, stream)
+
+    def free(self) -> None:
+        if self.nbytes:
+            self.cuda("cudaFree", self.device)
+            self.cuda("cudaFreeHost", self.host_ptr)
+        self.nbytes, self.device, self.host_ptr, self.host = 0, 0, 0, np.empty(0, np.uint8)
+
+
+@dataclass
+class _DeviceFrameTables:
+    """A frame size's :class:`~seagull_edge.kernels.preprocess.FrameTables` on the device."""
+
+    tables: FrameTables
+    buffer: _Staged
+    ptr: dict[str, int]  # device address of each table
+
+    def axis(self, name: str) -> tuple[int, int, int]:
+        return self.ptr[f"{name}_first"], self.ptr[f"{name}_offset"], self.ptr[f"{name}_weight"]
+
+
 class TrtRunner:
     """Runs one serialized TensorRT engine with named numpy inputs and outputs.
 
     ``run(feeds)`` copies each input into its pinned buffer, then on one stream: H2D copies,
     the enqueue (or its CUDA graph), D2H copies of the outputs; one synchronize at the end.
-    ``bind`` passes inputs that are already on the device (another runner's outputs) by address.
+    ``bind`` passes inputs that are already on the device by address: another runner's outputs,
+    or this runner's own input buffers filled on the device (:meth:`input_address`).
     """
 
     def __init__(self, engine_path: str | os.PathLike, *, cuda_graphs: bool = False, stream: Any = None,
@@ -296,6 +353,19 @@ class TrtRunner:
     def output_shape(self, name: str) -> tuple[int, ...]:
         return tuple(int(d) for d in self.context.get_tensor_shape(name))
 
+    def input_address(self, name: str) -> int:
+        """Device address of an input's own buffer (``specs[name].dtype``, room for
+        ``specs[name].max_shape``). Fill it on the device, on this runner's stream, then pass it
+        with ``run(bind={name: (address, shape)})``: nothing is copied from the host for it."""
+        if name not in self.inputs:
+            raise KeyError(f"engine {self.path.name} has no input {name!r} (inputs: {self.inputs})")
+        return self._buffers[name].device
+
+    def check_input_shape(self, name: str, shape: Sequence[int]) -> None:
+        """Raise the SeagullInputError of :meth:`run` if ``shape`` does not fit input ``name``
+        (before its buffer is written on the device)."""
+        self._check_shape(name, tuple(int(d) for d in shape))
+
     def device_output(self, name: str) -> tuple[int, tuple[int, ...]]:
         """(device address, shape) of an output of the last run."""
         return self._buffers[name].device, self.output_shape(name)
@@ -358,7 +428,18 @@ class TensorRTEngine(LogitsEngine):
     backend = "tensorrt"
 
     def __init__(self, model_dir: str | os.PathLike, *, cuda_graphs: bool = True, trt: Any = None,
-                 cudart: Any = None) -> None:
+                 cudart: Any = None, device_preprocessing: bool | None = None,
+                 preprocess_kernels: Any = None) -> None:
+        """``device_preprocessing``: None (default) turns the frame path on when its kernels load
+        on this GPU (see :attr:`device_preprocessing`), True / False force it. ``preprocess_kernels``
+        replaces :class:`~seagull_edge.kernels.preprocess.PreprocessKernels` (same methods; the
+        tests pass a host implementation that works on their fake device memory)."""
+        self._device_pre = device_preprocessing
+        self._pre_kernels = preprocess_kernels
+        self._pre_injected = preprocess_kernels is not None
+        self._frame_tables: dict[tuple[int, int], _DeviceFrameTables] = {}
+        self._frame_hw: tuple[int, int] | None = None
+        self._frame_generation = -1
         self.trt = trt if trt is not None else import_tensorrt()
         self.cuda = Cuda(cudart)
         self.model_dir = resolve_model_dir(model_dir)
@@ -379,6 +460,8 @@ class TensorRTEngine(LogitsEngine):
         self.assessor = TrtRunner(paths["assessor"], cuda_graphs=cuda_graphs, stream=self.stream, trt=self.trt, cuda=self.cuda)
         self.engine_paths = paths
         self._generation = 0
+        self._frame = _Staged(self.cuda)  # the uploaded uint8 frame, kept for the ROIs
+        self._rois = _Staged(self.cuda)   # one ROI batch: crop tables, boxes, masks' box pixels
         self._check_io()
 
     def _check_io(self) -> None:
@@ -423,6 +506,161 @@ class TensorRTEngine(LogitsEngine):
         out = self.assessor.run(feeds, bind=bind)
         return {name: out[name] for name in ASSESSOR_OUTPUTS}
 
+    # -- the frame on the device -------------------------------------------------------------
+
+    @property
+    def device_preprocessing(self) -> bool:
+        """Whether the runtime should call :meth:`encode_frame` / :meth:`assess_frame` (the frame
+        preprocessed on the GPU) instead of :meth:`encode` / :meth:`assess` on host tensors.
+
+        Unless forced in the constructor, decided once: the engines' image, masks and crops inputs
+        must be float32 or float16, the CUDA driver must see TensorRT's buffers as device memory
+        of the current context, and the kernels must compile (NVRTC, cached on disk) and load.
+        Otherwise False, with the reason logged (the CPU path then runs as before).
+        """
+        if self._device_pre is None:
+            why = self._device_preprocessing_problem()
+            if why:
+                log.info("TensorRT: preprocessing on the CPU: %s", why)
+            self._device_pre = why is None
+        return self._device_pre
+
+    @device_preprocessing.setter
+    def device_preprocessing(self, value: bool) -> None:
+        self._device_pre = bool(value)
+
+    def _device_preprocessing_problem(self) -> str | None:
+        specs = {"image": self.encoder.specs["image"], "masks": self.assessor.specs["masks"],
+                 "crops": self.assessor.specs["crops"]}
+        for name, spec in specs.items():
+            if spec.dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
+                return f"the engine's {name} input is {spec.dtype}, the kernels write float32 or float16"
+        if self._pre_injected:
+            return None
+        try:
+            kernels = self._kernels()
+            if not kernels.is_device_pointer(self.encoder.input_address("image")):
+                return "the CUDA driver does not see TensorRT's buffers as device memory of its current context"
+            kernels.load()
+        except Exception as exc:  # noqa: BLE001 - any failure (no driver, no NVRTC, ...) means: not here
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return f"the preprocessing kernels are not available ({first})"
+        return None
+
+    def _kernels(self) -> Any:
+        if self._pre_kernels is None:
+            self._pre_kernels = PreprocessKernels()
+        return self._pre_kernels
+
+    def _tables_for(self, height: int, width: int) -> _DeviceFrameTables:
+        """The frame size's resize tables and mask indices on the device, uploaded once."""
+        key = (height, width)
+        entry = self._frame_tables.pop(key, None)
+        if entry is None:
+            if len(self._frame_tables) >= MAX_FRAME_TABLES:  # the least recently used goes
+                self.synchronize()
+                self._frame_tables.pop(next(iter(self._frame_tables))).buffer.free()
+            tables = frame_tables(height, width, self.config.image_size)
+            arrays = tables.arrays()
+            offsets, nbytes = layout(arrays)
+            buf = _Staged(self.cuda)
+            write_arrays(buf.reserve(nbytes), arrays, offsets)
+            buf.upload(nbytes, self.stream)
+            entry = _DeviceFrameTables(tables, buf, {n: buf.device + off for n, off in offsets.items()})
+        self._frame_tables[key] = entry  # most recently used last
+        return entry
+
+    def encode_frame(self, rgb: np.ndarray) -> DeviceFeatures:
+        """RGB uint8 [H,W,3] on the host -> the four feature maps, left on the GPU.
+
+        The frame is uploaded once (one copy; the device buffer grows on demand) and stays on the
+        device for :meth:`assess_frame`; the image is resized to S x S and normalised on the GPU
+        straight into the encoder's ``image`` input (float32 or float16, as the engine was
+        built), then the encoder runs. Same numbers as ``preprocess_image`` + :meth:`encode`
+        within float32 rounding (see :mod:`seagull_edge.kernels.preprocess`).
+        """
+        from seagull_edge.runtime.image import check_rgb_uint8
+
+        rgb = check_rgb_uint8(rgb, "encode_frame")
+        h, w = rgb.shape[:2]
+        S = self.config.image_size
+        kernels = self._kernels()
+        tables = self._tables_for(h, w)
+        # The frame buffer is overwritten now: earlier features lose their frame, and a failure
+        # below leaves no frame at all rather than a frame that does not match the features.
+        self._frame_hw = None
+        host = self._frame.reserve(rgb.nbytes)
+        np.copyto(host, rgb.reshape(-1))
+        self._frame.upload(rgb.nbytes, self.stream)
+        image = self.encoder.input_address("image")
+        kernels.resample(src=self._frame.device, height=h, width=w, x=tables.axis("x"), y=tables.axis("y"),
+                         out=image, size=S, rois=1, dtype=self.encoder.specs["image"].dtype,
+                         mean=self.config.mean, std=self.config.std, stream=int(self.stream))
+        self.encoder.run({}, bind={"image": (image, (1, 3, S, S))}, fetch=False)
+        self._generation += 1
+        self._frame_hw, self._frame_generation = (h, w), self._generation
+        shapes = tuple(self.encoder.output_shape(n) for n in ENCODER_OUTPUTS)
+        return DeviceFeatures(self._generation, shapes, self)
+
+    def assess_frame(self, feats: DeviceFeatures, masks: Sequence[np.ndarray | None],
+                     boxes: Sequence[tuple[int, int, int, int]]) -> dict[str, np.ndarray]:
+        """ROIs of the frame of :meth:`encode_frame` -> logits [Q,...], the same return as :meth:`assess`.
+
+        masks: Q bool (or uint8, nonzero = in) [H,W] masks of that frame, or None for an ROI that
+        is its box's rectangle (its pixels are written as ones, nothing is read); boxes: their tight
+        (x, y, w, h) boxes (:func:`seagull_edge.runtime.image.mask_bbox`). Only each mask's box
+        is uploaded (a mask is zero outside its tight box; pixels outside the box given are not
+        read), in one copy with the crops' resize tables; the masks [Q,S,S] and crops [Q,3,C,C]
+        are made on the GPU straight into the assessor's inputs, which then runs on the features
+        still on the device. Q must be 1..:attr:`max_rois`.
+        """
+        if not isinstance(feats, DeviceFeatures):
+            raise TypeError("assess_frame takes the DeviceFeatures of encode_frame")
+        self._check_generation(feats)
+        if feats.generation != self._frame_generation or self._frame_hw is None:
+            raise RuntimeError("assess_frame needs the features of encode_frame (its frame is on the device); "
+                               "these came from encode()")
+        h, w = self._frame_hw
+        q = len(masks)
+        if q != len(boxes):
+            raise SeagullInputError(f"assess_frame: {q} masks but {len(boxes)} boxes")
+        if q == 0:
+            raise SeagullInputError("assess_frame: no ROI")
+        S, C = self.config.image_size, self.config.crop_size
+        self.assessor.check_input_shape("masks", (q, S, S))  # too many ROIs: refused before any write
+        checked = []
+        for i, (m, box) in enumerate(zip(masks, boxes)):
+            m = None if m is None else np.asarray(m)
+            if m is not None and (m.shape != (h, w) or m.dtype not in (np.bool_, np.uint8)):
+                raise SeagullInputError(f"assess_frame: mask {i} is {m.dtype} {list(m.shape)}, expected bool "
+                                        f"[{h}, {w}] (the frame of encode_frame)")
+            x, y, bw, bh = (int(v) for v in box)
+            if bw < 1 or bh < 1 or x < 0 or y < 0 or x + bw > w or y + bh > h:
+                raise SeagullInputError(f"assess_frame: box {i} {(x, y, bw, bh)} is empty or leaves the "
+                                        f"{w}x{h} frame")
+            checked.append(m)
+        upload = RoiUpload(boxes, C)
+        upload.write(self._rois.reserve(upload.nbytes), checked)
+        self._rois.upload(upload.nbytes, self.stream)
+        ptr = upload.pointers(self._rois.device)
+        tables = self._tables_for(h, w)  # uploaded by encode_frame already
+        kernels = self._kernels()
+        crops, out_masks = self.assessor.input_address("crops"), self.assessor.input_address("masks")
+        stream = int(self.stream)
+        kernels.resample(src=self._frame.device, height=h, width=w,
+                         x=(ptr["x_first"], ptr["x_offset"], ptr["x_weight"]),
+                         y=(ptr["y_first"], ptr["y_offset"], ptr["y_weight"]), out=crops, size=C, rois=q,
+                         dtype=self.assessor.specs["crops"].dtype, mean=self.config.mean, std=self.config.std,
+                         stream=stream)
+        kernels.masks(masks=ptr["masks"], mask_offset=ptr["mask_offset"], boxes=ptr["boxes"],
+                      x_index=tables.ptr["x_index"], y_index=tables.ptr["y_index"], out=out_masks, size=S, rois=q,
+                      dtype=self.assessor.specs["masks"].dtype, stream=stream)
+        bind = {name: self.encoder.device_output(name) for name in ENCODER_OUTPUTS}
+        bind["masks"] = (out_masks, (q, S, S))
+        bind["crops"] = (crops, (q, 3, C, C))
+        out = self.assessor.run({}, bind=bind)
+        return {name: out[name] for name in ASSESSOR_OUTPUTS}
+
     def synchronize(self) -> None:
         self.cuda("cudaStreamSynchronize", self.stream)
 
@@ -431,6 +669,15 @@ class TensorRTEngine(LogitsEngine):
                 "engines": {role: str(path) for role, path in self.engine_paths.items()}}
 
     def close(self) -> None:
+        staged = [getattr(self, "_frame", None), getattr(self, "_rois", None)]
+        staged += [t.buffer for t in getattr(self, "_frame_tables", {}).values()]
+        self._frame_tables = {}
+        for buf in staged:
+            if buf is not None:
+                try:
+                    buf.free()
+                except RuntimeError as exc:  # the context may be gone at interpreter exit
+                    log.debug("TensorRTEngine.close: %s", exc)
         for runner in (getattr(self, "encoder", None), getattr(self, "assessor", None)):
             if runner is not None:
                 runner.close()

@@ -1,4 +1,4 @@
-"""Fused CUDA kernels for SEAGULL's Mask-based Feature Extractor.
+"""CUDA kernels: SEAGULL's fused masked ROI pooling, and frame preprocessing for the torch-free path.
 
 ``masked_roi_pool.cu`` pools every feature level under every ROI mask in one launch (the stock-op
 semantics of :func:`seagull_edge.kernels.reference.mask_pool`: bilinear mask resize with
@@ -11,7 +11,10 @@ semantics of :func:`seagull_edge.kernels.reference.mask_pool`: bilinear mask res
 * :mod:`seagull_edge.kernels.torch_op`: the torch face: the wrapper
   :func:`~seagull_edge.kernels.torch_op.masked_roi_pool_cuda` and the custom op
   ``torch.ops.seagull.masked_roi_pool`` (importing it registers the op);
-* :mod:`seagull_edge.kernels.trt_plugin`: the TensorRT plugins.
+* :mod:`seagull_edge.kernels.trt_plugin`: the TensorRT plugins;
+* :mod:`seagull_edge.kernels.preprocess` (``preprocess.cu``): the frame, the ROI crops and the
+  ROI masks made on the GPU from the uint8 frame (the TensorRT backend's ``encode_frame`` /
+  ``assess_frame``), with a float32 numpy reference of exactly what they compute (no torch).
 
 Importing this package imports neither torch nor cuda-python; the names below load their module
 on first use.
