@@ -55,7 +55,7 @@ def test_image_numpy_equals_torch(shape, rng):
     np.testing.assert_allclose(a, b, atol=1e-5)  # normalised units; ~1e-6 seen
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", SHAPES + [(68, 118), (279, 472)])
 def test_masks_numpy_equals_torch(shape, rng):
     h, w = shape
     m = np.zeros((4, h, w), dtype=bool)
@@ -67,6 +67,16 @@ def test_masks_numpy_equals_torch(shape, rng):
     b = T.preprocess_masks(torch.from_numpy(m), 384).numpy()
     np.testing.assert_array_equal(a, b)
     assert set(np.unique(a)) <= {0.0, 1.0}
+
+
+def test_nearest_indices_are_opencvs():
+    """OpenCV's own INTER_NEAREST picks (an index ramp resized) for sizes where the naive
+    floor(i * src / dst) differs from cv2's formula."""
+    for src in (36, 37, 68, 279, 300, 1234, 1711):
+        for dst in (224, 384):
+            ramp = np.arange(src, dtype=np.float32)[None, :].repeat(2, 0)
+            want = cv2.resize(ramp, (dst, 2), interpolation=cv2.INTER_NEAREST)[0].astype(np.int64)
+            np.testing.assert_array_equal(T.nearest_indices(src, dst).numpy(), want)
 
 
 def test_masks_follow_the_seed_rule(rng):
@@ -132,10 +142,11 @@ def test_frame_crops_equal_numpy_crops(rng, size):
     np.testing.assert_allclose(b, a, atol=2e-5)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", SHAPES + [(68, 118), (279, 472)])
 def test_frame_masks_equal_numpy_masks(shape, rng):
     """Rectangles drawn from their boxes, and uploaded masks resized by index, equal
-    preprocess_masks exactly (0/1, no rounding involved)."""
+    preprocess_masks exactly (0/1, no rounding involved). 68, 118, 279 and 472 are sizes where
+    floor(i * src / dst) picks another pixel than OpenCV's floor(i * (1 / (dst / src))) at 384."""
     h, w = shape
     boxes = [(w // 5, h // 4, max(1, w // 2 - w // 5), max(1, h // 2 - h // 4)), (0, 0, w, h), (w - 1, h - 1, 1, 1),
              (0, 0, max(1, w // 9), h), (w // 3, h // 3, max(1, w // 3), 1)]

@@ -21,7 +21,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from seagull_edge.runtime.config import CLIP_MEAN, CLIP_STD
 from seagull_edge.runtime.image import resize_weights
@@ -67,9 +66,11 @@ def preprocess_image(rgb: torch.Tensor, size: int, mean: Sequence[float] = CLIP_
 
 
 def preprocess_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
-    """bool [Q,H,W] -> float32 [Q,S,S]: nearest resize, then ``> 0.1`` (the seed's rule)."""
-    m = F.interpolate(masks[None].float(), size=(size, size), mode="nearest")[0]
-    return (m > 0.1).float()
+    """bool [Q,H,W] -> float32 [Q,S,S]: nearest resize (OpenCV's pixels, :func:`nearest_indices`),
+    then ``> 0.1`` (the seed's rule)."""
+    rows = nearest_indices(masks.shape[-2], size, masks.device)
+    cols = nearest_indices(masks.shape[-1], size, masks.device)
+    return (masks[:, rows[:, None], cols[None, :]].float() > 0.1).float()
 
 
 def preprocess_crops(rgb: torch.Tensor, boxes: Sequence[tuple[int, int, int, int]], size: int,
@@ -110,9 +111,11 @@ def batched_resize_weights(src: torch.Tensor, src_max: int, dst: int) -> torch.T
 
 @lru_cache(maxsize=64)
 def nearest_indices(src: int, dst: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """int64 [dst]: OpenCV's INTER_NEAREST source index of each output pixel, floor(i * src / dst)
-    in float64 (cv2's own formula; a float32 scale picks another pixel for some sizes)."""
-    index = np.floor(np.arange(dst) * (src / dst)).astype(np.int64).clip(0, src - 1)
+    """int64 [dst]: OpenCV's INTER_NEAREST source index of each output pixel.
+
+    OpenCV computes floor(i * (1 / (dst / src))) in float64; ``src / dst`` rounds differently
+    and picks the neighbouring pixel for some sizes (36 -> 224: output 168 reads 27, not 26)."""
+    index = np.floor(np.arange(dst) * (1.0 / (dst / src))).astype(np.int64).clip(0, src - 1)
     return torch.from_numpy(index).to(device)
 
 
