@@ -176,3 +176,37 @@ def test_assess_frame_needs_encode_frame(model_dir):
     engine = torch_engine.TorchEngine(model_dir, device="cpu", device_preprocessing=True)
     with pytest.raises(RuntimeError, match="encode_frame first"):
         engine.assess_frame([], [None], [(0, 0, 2, 2)])
+
+
+def test_channels_last_tower_equals_default(model_dir, frame):
+    """The NHWC tower (on by default on CUDA) gives the NCHW tower's features and logits (CPU
+    float32, 1e-4: NHWC convolutions sum in another order, 3e-5 seen), and hands on contiguous
+    NCHW maps, as the MFE and the kernel read them."""
+    image, masks, crops = frame
+    nchw = torch_engine.TorchEngine(model_dir, device="cpu")
+    nhwc = torch_engine.TorchEngine(model_dir, device="cpu", channels_last=True)
+    assert not nchw.channels_last and nhwc.channels_last
+    fa, fb = nchw.encode(image), nhwc.encode(image)
+    for a, b in zip(fa, fb):
+        assert b.is_contiguous()
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=0)
+    a, b = nchw.assess(fa, masks, crops), nhwc.assess(fb, masks, crops)
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], atol=1e-4, rtol=0)
+
+
+@pytest.mark.gpu
+@cuda
+def test_torch_cuda_compiled_equals_eager(model_dir, frame):
+    """torch.compile (inductor) + channels_last + CUDA graphs vs the eager engine, both fp16:
+    within 5e-3 on logits (fused fp16 element-wise kernels round in other places; 4e-6 seen
+    in float32 on a CPU)."""
+    image, masks, crops = frame
+    eager = torch_engine.TorchEngine(model_dir, device="cuda", cuda_graphs=False, channels_last=False)
+    compiled = torch_engine.TorchEngine(model_dir, device="cuda", compile=True)
+    assert compiled.compiled and compiled.channels_last and compiled.cuda_graphs
+    want = eager.assess(eager.encode(image), masks, crops)
+    for _ in range(2):  # compile + capture, then replay
+        got = compiled.assess(compiled.encode(image), masks, crops)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], atol=5e-3, rtol=0)

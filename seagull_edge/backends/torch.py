@@ -46,12 +46,18 @@ class TorchEngine(LogitsEngine):
     frame (:meth:`encode_frame`) and the ROIs' masks and boxes (:meth:`assess_frame`): one upload
     of the frame, and the tower's input, the masks and the crops made on the device by the
     batched twins in :mod:`seagull_edge.model.transforms`.
+    ``channels_last``: None = on CUDA only: the tower runs NHWC (the layout tensor-core
+    convolutions want); its four maps are handed on contiguous NCHW.
+    ``compile``: run both stages through ``torch.compile`` (inductor: fused element-wise
+    kernels, fewer launches). Off by default: each stage compiles on its first call (and each
+    ROI-count bucket on its own), which takes seconds to minutes; the first frames pay it.
     """
 
     backend = "torch"
 
     def __init__(self, model_dir: str | os.PathLike, device: str | None = None, fp16: bool | None = None,
-                 cuda_graphs: bool | None = None, device_preprocessing: bool | None = None) -> None:
+                 cuda_graphs: bool | None = None, device_preprocessing: bool | None = None,
+                 channels_last: bool | None = None, compile: bool = False) -> None:
         self.model_dir = resolve_model_dir(model_dir)
         self.config = ModelConfig.load(self.model_dir)
         weights = confined_path(self.model_dir, self.config.files.get("weights", WEIGHTS_FILE),
@@ -73,6 +79,13 @@ class TorchEngine(LogitsEngine):
         self._encoder_graph: tuple | None = None  # (graph, static image, static feats)
         self._assess_graphs: dict[int, tuple] = {}  # bucket -> (graph, static inputs, static outputs)
         self.device_preprocessing = on_cuda if device_preprocessing is None else bool(device_preprocessing)
+        self.channels_last = on_cuda if channels_last is None else bool(channels_last)
+        if self.channels_last:
+            self.model.tower.to(memory_format=torch.channels_last)
+        self.compiled = bool(compile)
+        # dynamic=False: one graph per shape (the frame size is fixed, Q is padded to its bucket)
+        self._encode_fn = torch.compile(self._encode, dynamic=False) if compile else self._encode
+        self._assess_fn = torch.compile(self._assess, dynamic=False) if compile else self._assess
         self._frame: torch.Tensor | None = None  # uint8 [H,W,3] of the last encode_frame, on the device
 
     def _build(self, weights) -> SeagullEdge:
@@ -103,12 +116,12 @@ class TorchEngine(LogitsEngine):
         """image float32 [1,3,S,S] -> four maps [1,C_l,H_l,W_l] on the device."""
         x = self._to_device(image)
         if not self.cuda_graphs:
-            return self.model.encode(x)
+            return self._encode_fn(x)
         if self._encoder_graph is None:
-            self._encoder_graph = self._capture(lambda img: self.model.encode(img), [x])
+            self._encoder_graph = self._capture(self._encode_fn, [x])
             if self._encoder_graph is None:
                 self.cuda_graphs = False
-                return self.model.encode(x)
+                return self._encode_fn(x)
         graph, (static_image,), static_feats = self._encoder_graph
         static_image.copy_(x)
         graph.replay()
@@ -155,14 +168,14 @@ class TorchEngine(LogitsEngine):
         m, c = self._to_device(masks), self._to_device(crops)
         bucket = _bucket(q) if self.cuda_graphs else None
         if bucket is None:
-            out = self._assess(*feats, m, c)
+            out = self._assess_fn(*feats, m, c)
         else:
             if q < bucket:  # pad with copies of the first ROI; its answers are dropped below
                 m = torch.cat([m, m[:1].expand(bucket - q, *m.shape[1:])])
                 c = torch.cat([c, c[:1].expand(bucket - q, *c.shape[1:])])
             entry = self._assess_graphs.get(bucket)
             if entry is None:
-                entry = self._capture(self._assess, [*feats, m, c])
+                entry = self._capture(self._assess_fn, [*feats, m, c])
                 if entry is None:  # capture failed: stay eager from now on
                     self.cuda_graphs = False
                     return self.assess(feats, masks, crops)
@@ -181,7 +194,13 @@ class TorchEngine(LogitsEngine):
 
     def precision_info(self) -> dict[str, Any]:
         return {"precision": str(self.dtype).replace("torch.", ""), "device": str(self.device),
-                "cuda_graphs": bool(self.cuda_graphs), "device_preprocessing": bool(self.device_preprocessing)}
+                "cuda_graphs": bool(self.cuda_graphs), "device_preprocessing": bool(self.device_preprocessing),
+                "channels_last": bool(self.channels_last), "compiled": self.compiled}
+
+    def _encode(self, image: torch.Tensor) -> list[torch.Tensor]:
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        return [f.contiguous() for f in self.model.encode(image)]  # the MFE and the kernel read NCHW
 
     def _assess(self, f0, f1, f2, f3, masks, crops) -> list[torch.Tensor]:
         out = self.model.assess([f0, f1, f2, f3], masks.unsqueeze(0), crops.unsqueeze(0))
