@@ -23,7 +23,8 @@
 #      run(command="bash benchmarks/gpu_check.sh", timeout_s=600)
 #    or with wheels elsewhere: run(command="WHEELS=.whl bash benchmarks/gpu_check.sh", carry=[".whl"], ...).
 #    Logs land in $OUT when it is set (the device tool brings back what is there): gpu_check.log
-#    (everything), gpu_tests.log, bench_kernel.log, bench_torch_backend.log/.json and pytest_gpu.xml.
+#    (everything), gpu_tests.log, bench_kernel.log, bench_torch_backend.log/.json/.md (tables ready
+#    for RESULTS.md) and pytest_gpu.xml.
 #
 # Environment: WHEELS (default: shared/wheels, else wheels/, else .whl/), PYTHON (default python3),
 # GPU_CHECK_BUDGET (seconds, default 540), BENCH_ARGS (extra arguments of bench_kernel.py).
@@ -47,8 +48,9 @@ fi
 
 FAILED=()
 SUMMARY=()
-# $OUT brings back at most 8 files: everything goes to gpu_check.log, these steps also get their own
-PER_STEP_LOGS="gpu_tests bench_kernel bench_torch_backend bench_vlm"
+# $OUT brings back at most 8 files (gpu_check.log, 3 step logs, bench_torch_backend .json/.md,
+# bench_vlm.json, pytest_gpu.xml): everything goes to gpu_check.log, these steps also get their own
+PER_STEP_LOGS="gpu_tests bench_kernel bench_torch_backend"
 
 note() {
     echo "== $*"
@@ -159,16 +161,17 @@ note "seagull-edge GPU check in $ROOT, $(date -u +%Y-%m-%dT%H:%M:%SZ), budget ${
 step install_wheels 90 install_missing
 step install_package 60 install_self
 step nvidia_smi 20 nvidia-smi
-step doctor 60 "$PY" -m seagull_edge doctor
-step gpu_tests 180 gpu_tests
+# Issue 17's targets first (the numbers a lease is for): the torch backend vs the seed-shaped model,
+# both graphed, kernels per frame, the frame on the device; then the kernel against its floor.
+step bench_torch_backend 200 "$PY" benchmarks/bench_torch_backend.py --device cuda --runs 200 \
+    ${LOG_DIR:+--json "$LOG_DIR/bench_torch_backend.json" --markdown "$LOG_DIR/bench_torch_backend.md"}
 # shellcheck disable=SC2086  # BENCH_ARGS is a word list
-step bench_kernel 150 "$PY" benchmarks/bench_kernel.py ${BENCH_ARGS:-}
-# issue 5's target: torch CUDA backend, edge preset, 512x512 frame, 8 ROIs, vs the seed-shaped model
-step bench_torch_backend 120 "$PY" benchmarks/bench_torch_backend.py --device cuda \
-    ${LOG_DIR:+--json "$LOG_DIR/bench_torch_backend.json"}
+step bench_kernel 120 "$PY" benchmarks/bench_kernel.py ${BENCH_ARGS:-}
+step gpu_tests 180 gpu_tests
 # issue 8's target: SEAGULL-7B shapes (random weights), ours vs the seed-shaped eager path, same tokens
-step bench_vlm 120 "$PY" benchmarks/bench_vlm.py --device cuda --rois 2 --runs 1 \
+step bench_vlm 90 "$PY" benchmarks/bench_vlm.py --device cuda --rois 2 --runs 1 \
     ${LOG_DIR:+--json "$LOG_DIR/bench_vlm.json"}
+step doctor 30 "$PY" -m seagull_edge doctor
 
 note "summary ($(($(date +%s) - START))s):"
 for line in ${SUMMARY[@]+"${SUMMARY[@]}"}; do note "  $line"; done
