@@ -1,6 +1,7 @@
 """The torch backend (``--backend torch``): a model folder's weights run by PyTorch.
 
-For desktop GPUs (and CPUs) where torch is installed. On CUDA it runs in float16 with the fused
+For desktop GPUs (and CPUs) where torch is installed. BatchNorms are folded into their
+convolutions at load (:mod:`seagull_edge.model.fuse`). On CUDA it runs in float16 with the fused
 masked-ROI-pooling kernel, the tower once per frame, the ROIs of a frame in one batch, and both
 stages replayed from CUDA graphs: one for the encoder and one per ROI-count bucket
 (1, 2, 4, ..., 64; a frame's Q is padded up to its bucket). On a CPU it runs float32 with stock
@@ -24,6 +25,7 @@ from seagull_edge.backends.base import LogitsEngine
 from seagull_edge.errors import ModelFileError, SeagullInputError
 from seagull_edge.inputs import confined_path, shown
 from seagull_edge.model.checkpoint import load_checkpoint, read_checkpoint_preset
+from seagull_edge.model.fuse import fold_batchnorm
 from seagull_edge.model.seagull import PRESETS, Preset, SeagullEdge
 from seagull_edge.runtime.config import ASSESSOR_OUTPUTS, WEIGHTS_FILE, ModelConfig, resolve_model_dir
 
@@ -72,7 +74,8 @@ class TorchEngine(LogitsEngine):
         self.device = torch.device(device)
         on_cuda = self.device.type == "cuda"
         self.dtype = torch.float16 if (on_cuda if fp16 is None else fp16) else torch.float32
-        self.model = self._build(weights)
+        self.model = self._build(weights).eval()
+        fold_batchnorm(self.model)  # inference only: one kernel per conv + norm instead of two
         self.model.roi_pool = "fused" if on_cuda else "stock"
         self.model.to(self.device, self.dtype).eval()
         self.cuda_graphs = on_cuda if cuda_graphs is None else bool(cuda_graphs and on_cuda)
