@@ -233,3 +233,18 @@ def test_bytes_and_decode_ms(model_dir, example_image):
     r = a.assess(example_image.read_bytes(), boxes=[(10, 20, 100, 80)], name="cam", decode_ms=1000.0)
     assert r.image == "cam" and r.rois[0].quality.probs == ref.rois[0].quality.probs
     assert r.timings_ms["decode"] >= 1000.0
+
+
+def test_box_roi_is_a_lazy_rectangle():
+    """A box ROI keeps its rectangle: box and area without drawing a mask; the mask, once read,
+    is exactly the clipped box; a mask set by hand is no rectangle any more."""
+    from seagull_edge.runtime.prompts import box_to_roi
+
+    roi = box_to_roi((-3.5, 10.2, 20, 5), 30, 16)  # clipped to x 0..16, y 10..16
+    assert roi.rect == (0, 10, 17, 6) and roi.box == (0, 10, 17, 6) and roi.area == 17 * 6
+    assert roi._mask is None and roi.shape == (16, 30)
+    want = np.zeros((16, 30), bool)
+    want[10:16, 0:17] = True
+    np.testing.assert_array_equal(roi.mask, want)
+    roi.mask = np.eye(16, 30, dtype=bool)
+    assert roi.rect is None and roi.area == 16 and roi.box == (0, 0, 16, 16)

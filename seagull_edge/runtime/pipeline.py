@@ -111,7 +111,7 @@ def segment_prompts(segmenter: Any, width: int, height: int, boxes: Sequence = (
         roi.segmenter = "none"  # a rectangle, until a segmenter's mask replaces it
     if segmenter is None or not base:
         return base
-    clipped = [imops.mask_bbox(r.mask) for r in base[:len(boxes)]]
+    clipped = [r.box for r in base[:len(boxes)]]
     pts = [tuple(float(v) for v in p) for p in points]
     masks = list(segmenter.segment(boxes=clipped, points=pts))
     if len(masks) != len(base):
@@ -357,9 +357,9 @@ class Assessor:
         w, h = self.image_size
         boxes, areas = [], []
         for r in rois:
-            if r.mask.shape != (h, w):
-                raise PromptError(f"ROI mask is {r.mask.shape[1]}x{r.mask.shape[0]}, the image is {w}x{h}")
-            box = imops.mask_bbox(r.mask)
+            if tuple(r.shape) != (h, w):
+                raise PromptError(f"ROI mask is {r.shape[1]}x{r.shape[0]}, the image is {w}x{h}")
+            box = r.box  # a rectangle's own box: its mask is not even drawn on the device path
             if box is None:
                 raise PromptError(f"ROI {r.prompt or ''} is empty")
             boxes.append(box)
@@ -371,7 +371,7 @@ class Assessor:
             t1 = time.perf_counter()
             if self._on_device:
                 # A mask that fills its tight box is that box's rectangle: the engine draws it.
-                masks = [None if a == b[2] * b[3] else r.mask.astype(bool, copy=False)
+                masks = [None if r.rect is not None or a == b[2] * b[3] else r.mask.astype(bool, copy=False)
                          for r, a, b in zip(rois[chunk], areas[chunk], boxes[chunk])]
                 t2 = time.perf_counter()
                 answers += self.engine.answer_frame(self._feats, masks, boxes[chunk], tasks,

@@ -9,7 +9,6 @@ becomes a square box around it (:data:`POINT_BOX_FRACTION` of the shorter image 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,25 +17,71 @@ import numpy as np
 from seagull_edge.errors import ImageError, PromptError
 from seagull_edge.inputs import loads_json, shown, shown_value
 from seagull_edge.runtime import rle as rle_codec
-from seagull_edge.runtime.image import imdecode
+from seagull_edge.runtime.image import imdecode, mask_bbox
 
 POINT_BOX_FRACTION = 0.125
 POINT_BOX_MIN = 16
 
 
-@dataclass
 class Roi:
-    """One region: its mask at image resolution, the prompt that made it, and its tight box."""
+    """One region: its mask at image resolution, the prompt that made it, and its tight box.
 
-    mask: np.ndarray  # bool [H,W]
-    prompt: dict[str, Any] = field(default_factory=dict)
-    # What made the mask from a box or point prompt: a segmenter's name, "none" (the rectangle,
-    # or the square around a point); None for a mask given as such (PNG, RLE, array).
-    segmenter: str | None = None
+    A rectangle (a box or point prompt without a segmenter, :meth:`rectangle`) keeps only its
+    box: its bool [H,W] mask is built the first time :attr:`mask` is read, and :attr:`box` and
+    :attr:`area` never need it. An engine that makes its inputs on the GPU then never sees a
+    full-size mask of a box at all (eight of them cost ~2 ms of a 512x512 frame's host time).
+    """
+
+    def __init__(self, mask: np.ndarray | None = None, prompt: dict[str, Any] | None = None,
+                 segmenter: str | None = None) -> None:
+        self._mask = mask  # bool [H,W]; None only for a rectangle not yet drawn
+        self.prompt: dict[str, Any] = {} if prompt is None else prompt
+        # What made the mask from a box or point prompt: a segmenter's name, "none" (the rectangle,
+        # or the square around a point); None for a mask given as such (PNG, RLE, array).
+        self.segmenter = segmenter
+        self.rect: tuple[int, int, int, int] | None = None  # (x, y, w, h) when the mask is exactly it
+        self._shape = None if mask is None else mask.shape
+
+    @classmethod
+    def rectangle(cls, x: int, y: int, w: int, h: int, width: int, height: int,
+                  prompt: dict[str, Any] | None = None) -> "Roi":
+        """The rectangle [x, x+w) x [y, y+h) of a width x height image (inside it, not empty)."""
+        roi = cls(None, prompt)
+        roi.rect, roi._shape = (int(x), int(y), int(w), int(h)), (int(height), int(width))
+        return roi
+
+    @property
+    def mask(self) -> np.ndarray:
+        """bool [H,W]."""
+        if self._mask is None:
+            x, y, w, h = self.rect
+            self._mask = np.zeros(self._shape, dtype=bool)
+            self._mask[y:y + h, x:x + w] = True
+        return self._mask
+
+    @mask.setter
+    def mask(self, value: np.ndarray) -> None:
+        self._mask, self._shape, self.rect = value, value.shape, None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the image the mask belongs to."""
+        return self._shape
+
+    @property
+    def box(self) -> tuple[int, int, int, int] | None:
+        """The tight box (x, y, w, h); None for an empty mask."""
+        return self.rect if self.rect is not None else mask_bbox(self.mask)
 
     @property
     def area(self) -> int:
+        if self.rect is not None:
+            return self.rect[2] * self.rect[3]
         return int(np.count_nonzero(self.mask))  # not mask.sum(): that widens every pixel to int first
+
+    def __repr__(self) -> str:
+        what = f"rect={self.rect}" if self.rect is not None else f"mask={self._shape}"
+        return f"Roi({what}, prompt={self.prompt!r}, segmenter={self.segmenter!r})"
 
 
 # ------------------------------------------------------------------------- text parsing
@@ -92,9 +137,7 @@ def box_to_roi(box: Sequence[float], width: int, height: int) -> Roi:
     x1, y1 = min(int(np.ceil(x + w)), width), min(int(np.ceil(y + h)), height)
     if x1 <= x0 or y1 <= y0:
         raise PromptError(f"box {_fmt(box)} lies outside the {width}x{height} image")
-    mask = np.zeros((height, width), dtype=bool)
-    mask[y0:y1, x0:x1] = True
-    return Roi(mask, {"box": [_num(v) for v in box]})
+    return Roi.rectangle(x0, y0, x1 - x0, y1 - y0, width, height, {"box": [_num(v) for v in box]})
 
 
 def point_to_roi(point: Sequence[float], width: int, height: int) -> Roi:
