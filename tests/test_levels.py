@@ -28,3 +28,23 @@ def test_label_level_is_the_score_bin_of_its_target(bounds, words, level_of):
         target = soft_levels(unit_position(raw, bounds))  # what the heads are trained towards
         score = float(vocab.expected_level_score(target))
         assert vocab.score_level(score, words) == level_of(raw), raw
+
+
+def test_batched_answers_equal_one_roi_at_a_time(rng):
+    """answers_from_logits converts all ROIs at once; each answer equals the one-ROI conversion."""
+    from seagull_edge.backends.base import answers_from_logits
+    from seagull_edge.runtime.results import LevelResult, distortions_from_logits, type_thresholds
+
+    q = 9
+    logits = {"quality_logits": rng.normal(size=(q, 5)), "importance_logits": rng.normal(size=(q, 5)),
+              "distortion_logits": rng.normal(size=(q, 6)), "severity_logits": rng.normal(size=(q, 6, 5))}
+    thresholds = type_thresholds(dict(zip(vocab.DISTORTION_TYPES, [0.3, 0.5, 0.7, 0.4, 0.6, 0.5])))
+    answers = answers_from_logits(logits, ("quality", "importance", "distortion"), thresholds)
+    for i, a in enumerate(answers):
+        assert a["quality"] == LevelResult.from_logits(logits["quality_logits"][i], vocab.QUALITY_LEVELS)
+        assert a["importance"] == LevelResult.from_logits(logits["importance_logits"][i], vocab.IMPORTANCE_LEVELS)
+        assert a["distortions"] == distortions_from_logits(logits["distortion_logits"][i],
+                                                           logits["severity_logits"][i], thresholds)
+    assert any(a["distortions"] for a in answers) and any(not a["distortions"] for a in answers)
+    assert LevelResult.batch_from_logits(logits["quality_logits"], vocab.QUALITY_LEVELS, rule="score")[0] == \
+        LevelResult.from_logits(logits["quality_logits"][0], vocab.QUALITY_LEVELS, rule="score")

@@ -43,7 +43,7 @@ from seagull_edge import vocab
 from seagull_edge.errors import ModelFileError
 from seagull_edge.inputs import shown
 from seagull_edge.runtime.config import ModelConfig
-from seagull_edge.runtime.results import LevelResult, distortions_from_logits
+from seagull_edge.runtime.results import LevelResult, distortions_batch_from_logits
 
 
 class Engine(Protocol):
@@ -66,17 +66,17 @@ def answers_from_logits(logits: dict[str, np.ndarray], tasks: Sequence[str], thr
     if not all(np.isfinite(v).all() for v in logits.values()):
         # Only broken or tampered weights do this; a result must never carry NaN.
         raise ModelFileError(f"model {shown(model)}: its graphs answered NaN or infinity (broken or tampered weights)")
-    answers = []
-    for i in range(len(next(iter(logits.values())))):
-        a: dict[str, Any] = {"answers": None}
-        if "quality" in tasks:
-            a["quality"] = LevelResult.from_logits(logits["quality_logits"][i], vocab.QUALITY_LEVELS)
-        if "importance" in tasks:
-            a["importance"] = LevelResult.from_logits(logits["importance_logits"][i], vocab.IMPORTANCE_LEVELS)
-        if "distortion" in tasks:
-            a["distortions"] = distortions_from_logits(logits["distortion_logits"][i], logits["severity_logits"][i],
-                                                       thresholds)
-        answers.append(a)
+    answers: list[dict[str, Any]] = [{"answers": None} for _ in range(len(next(iter(logits.values()))))]
+    if "quality" in tasks:
+        for a, r in zip(answers, LevelResult.batch_from_logits(logits["quality_logits"], vocab.QUALITY_LEVELS)):
+            a["quality"] = r
+    if "importance" in tasks:
+        for a, r in zip(answers, LevelResult.batch_from_logits(logits["importance_logits"], vocab.IMPORTANCE_LEVELS)):
+            a["importance"] = r
+    if "distortion" in tasks:
+        for a, d in zip(answers, distortions_batch_from_logits(logits["distortion_logits"], logits["severity_logits"],
+                                                             thresholds)):
+            a["distortions"] = d
     return answers
 
 

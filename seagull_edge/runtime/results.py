@@ -39,15 +39,22 @@ class LevelResult:
         ROIs with argmax and 43.8 % with the score's bin (a spread distribution's expectation
         drifts to the middle levels). The two can therefore differ; README's "JSON result" says so.
         """
-        p = vocab.softmax(logits)
-        score = float(vocab.expected_level_score(p))
-        if rule == "score":
-            level = vocab.score_level(score, levels)
-        elif rule == "argmax":
-            level = levels[int(np.argmax(p))]
-        else:
+        return cls.batch_from_logits(np.asarray(logits)[None], levels, rule)[0]
+
+    @classmethod
+    def batch_from_logits(cls, logits: np.ndarray, levels: Sequence[str], rule: str = "argmax") -> list["LevelResult"]:
+        """:meth:`from_logits` of Q ROIs at once: logits [Q, n_levels] -> Q results (one softmax
+        and one conversion to Python floats for all: ~5x less host time per frame than Q calls)."""
+        if rule not in ("score", "argmax"):
             raise ValueError(f"rule must be 'score' or 'argmax', got {rule!r}")
-        return cls(level=level, score=score, probs={w: float(v) for w, v in zip(levels, p)})
+        p = vocab.softmax(logits)
+        scores = vocab.expected_level_score(p).tolist()
+        if rule == "score":
+            words = [vocab.score_level(sc, levels) for sc in scores]
+        else:
+            words = [levels[i] for i in np.argmax(p, axis=-1).tolist()]
+        return [cls(level=w, score=sc, probs=dict(zip(levels, row)))
+                for w, sc, row in zip(words, scores, p.tolist())]
 
     def to_dict(self, digits: int = 4) -> dict[str, Any]:
         return {"level": self.level, "score": round(self.score, digits),
@@ -75,12 +82,19 @@ def distortions_from_logits(type_logits: np.ndarray, severity_logits: np.ndarray
                             threshold: float | np.ndarray = DISTORTION_THRESHOLD) -> list[Distortion]:
     """type_logits [6], severity_logits [6,5] -> the types judged present, most likely first.
     ``threshold``: one probability for all types, or [6] (:func:`type_thresholds`)."""
-    probs = vocab.sigmoid(type_logits)
-    sev = np.argmax(severity_logits, axis=-1)
-    limit = np.broadcast_to(np.asarray(threshold, dtype=np.float64), probs.shape)
-    present = [i for i in np.argsort(-probs, kind="stable") if probs[i] >= limit[i]]
-    return [Distortion(vocab.DISTORTION_TYPES[i], vocab.SEVERITY_LEVELS[int(sev[i])], float(probs[i]))
-            for i in present]
+    return distortions_batch_from_logits(np.asarray(type_logits)[None], np.asarray(severity_logits)[None], threshold)[0]
+
+
+def distortions_batch_from_logits(type_logits: np.ndarray, severity_logits: np.ndarray,
+                                  threshold: float | np.ndarray = DISTORTION_THRESHOLD) -> list[list[Distortion]]:
+    """:func:`distortions_from_logits` of Q ROIs at once: [Q,6] and [Q,6,5] -> Q lists."""
+    probs = vocab.sigmoid(type_logits)  # [Q,6]
+    limit = np.broadcast_to(np.asarray(threshold, dtype=np.float64), probs.shape[-1:])
+    order = np.argsort(-probs, axis=-1, kind="stable").tolist()
+    present = (probs >= limit).tolist()
+    sev, probs = np.argmax(severity_logits, axis=-1).tolist(), probs.tolist()
+    return [[Distortion(vocab.DISTORTION_TYPES[i], vocab.SEVERITY_LEVELS[s_row[i]], p_row[i]) for i in o_row if ok[i]]
+            for o_row, ok, s_row, p_row in zip(order, present, sev, probs)]
 
 
 @dataclass
