@@ -38,6 +38,7 @@ def test_batched_answers_equal_one_roi_at_a_time(rng):
     q = 9
     logits = {"quality_logits": rng.normal(size=(q, 5)), "importance_logits": rng.normal(size=(q, 5)),
               "distortion_logits": rng.normal(size=(q, 6)), "severity_logits": rng.normal(size=(q, 6, 5))}
+    logits["distortion_logits"][0] = -5.0  # one ROI with no type present
     thresholds = type_thresholds(dict(zip(vocab.DISTORTION_TYPES, [0.3, 0.5, 0.7, 0.4, 0.6, 0.5])))
     answers = answers_from_logits(logits, ("quality", "importance", "distortion"), thresholds)
     def same(a, b):  # the score's dot product may round in the last bit ([Q,n] @ [n] against [n] @ [n])
