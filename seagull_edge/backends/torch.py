@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from seagull_edge import vocab
 from seagull_edge.backends.base import LogitsEngine
 from seagull_edge.errors import ModelFileError, SeagullInputError
 from seagull_edge.inputs import confined_path, shown
@@ -32,6 +33,9 @@ from seagull_edge.runtime.config import ASSESSOR_OUTPUTS, WEIGHTS_FILE, ModelCon
 log = logging.getLogger(__name__)
 
 Q_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+# per-ROI shapes of ASSESSOR_OUTPUTS: quality, importance, types, severity per type
+_OUTPUT_SHAPES = ((len(vocab.QUALITY_LEVELS),), (len(vocab.IMPORTANCE_LEVELS),), (len(vocab.DISTORTION_TYPES),),
+                  (len(vocab.DISTORTION_TYPES), len(vocab.SEVERITY_LEVELS)))
 
 
 def _bucket(q: int) -> int | None:
@@ -189,7 +193,14 @@ class TorchEngine(LogitsEngine):
                     dst.copy_(src)
             graph.replay()
             out = static_out
-        return {name: t[:q].float().cpu().numpy() for name, t in zip(ASSESSOR_OUTPUTS, out)}
+        # One device-to-host copy (and one wait) for the four outputs, packed as [Q, 46] float32.
+        packed = out[:q].cpu().numpy()
+        logits, start = {}, 0
+        for name, shape in zip(ASSESSOR_OUTPUTS, _OUTPUT_SHAPES):
+            size = int(np.prod(shape))
+            logits[name] = packed[:, start:start + size].reshape(q, *shape)
+            start += size
+        return logits
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":
@@ -205,9 +216,10 @@ class TorchEngine(LogitsEngine):
             image = image.contiguous(memory_format=torch.channels_last)
         return [f.contiguous() for f in self.model.encode(image)]  # the MFE and the kernel read NCHW
 
-    def _assess(self, f0, f1, f2, f3, masks, crops) -> list[torch.Tensor]:
+    def _assess(self, f0, f1, f2, f3, masks, crops) -> torch.Tensor:
+        """-> the four outputs of Q ROIs packed into float32 [Q, 46] (:data:`_OUTPUT_SHAPES` order)."""
         out = self.model.assess([f0, f1, f2, f3], masks.unsqueeze(0), crops.unsqueeze(0))
-        return [out[name].squeeze(0) for name in ASSESSOR_OUTPUTS]
+        return torch.cat([out[name].squeeze(0).flatten(1).float() for name in ASSESSOR_OUTPUTS], dim=1)
 
     def _capture(self, fn, inputs: list[torch.Tensor]) -> tuple | None:
         """Capture ``fn(*static inputs)`` as a CUDA graph; None (and eager from then on) if that fails."""
@@ -227,4 +239,4 @@ class TorchEngine(LogitsEngine):
         except RuntimeError as exc:
             log.warning("CUDA graph capture failed (%s); running eagerly", str(exc).splitlines()[0])
             return None
-        return graph, static_in, list(static_out)
+        return graph, static_in, static_out
