@@ -32,7 +32,7 @@ import onnx
 import pytest
 
 from seagull_edge.errors import ImageError, SeagullInputError
-from seagull_edge.export.quantize import calibration_files, quantize_model
+from seagull_edge.export.quantize import ASSESSOR_TEXTURE_PREFIX, calibration_files, quantize_model
 
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -129,8 +129,16 @@ def test_assessor_int8_dynamic(tmp_path, model_dir, calib_dir, frame):
     out = tmp_path / "both"
     cfg = quantize_model(model_dir, out, calib_dir, max_images=2)  # assessor="int8-dynamic" is the default
     assert "calibrated on 2 images; assessor int8 dynamic MatMul/Gemm" in cfg.extra["quantized"]
-    ops = [n.op_type for n in onnx.load(str(out / "assessor.onnx")).graph.node]
+    nodes = onnx.load(str(out / "assessor.onnx")).graph.node
+    ops = [n.op_type for n in nodes]
     assert ops.count("MatMulInteger") >= 5
+    # The crops' fixed texture filters stay float32, their colour MatMul included. (onnxruntime
+    # 1.32 leaves that MatMul, whose constant is its first input, float even without the
+    # exclusion; the exclusion guards other versions, and the prefix must still name the filters:
+    # a renamed module would silently lose the guard.)
+    filters = [n for n in nodes if n.name.startswith(ASSESSOR_TEXTURE_PREFIX)]
+    assert any(n.op_type == "MatMul" for n in filters)
+    assert not any(n.op_type in ("MatMulInteger", "DynamicQuantizeLinear") for n in filters)
     image, masks, crops = frame
     ref = OnnxRuntimeEngine(model_dir, ["CPUExecutionProvider"], threads=2)
     q = OnnxRuntimeEngine(out, ["CPUExecutionProvider"], threads=2)

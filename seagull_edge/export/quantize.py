@@ -9,6 +9,8 @@ Modes:
 * ``"int8"`` (default): static quantisation, QDQ format, of the encoder's convolutions and the
   ReLU6 (Clip), residual Add and 'same' Pad nodes between them (onnxruntime fuses the
   QuantizeLinear/DequantizeLinear pairs into QLinearConv/QLinearAdd when the session loads).
+  Encoders exported since 2026-11-27 have no 'same' Pad left after the pre-processing step:
+  onnxruntime folds it into the convolution (see ``model/backbone.py``).
   Activation ranges come from real frames: each calibration image goes through
   :func:`~seagull_edge.runtime.image.preprocess_image` with the folder's own size, mean and std,
   exactly as the runtime feeds the encoder. Weights are signed int8 per output channel
@@ -58,9 +60,13 @@ MODES = ("int8", "int8-dynamic")
 ASSESSOR_MODES = ("float", "int8-dynamic")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 TEXTURE_PREFIX = "/tower/texture/"
+# The same fixed filters on the ROI crops, inside the assessor (the MFE's local branch). They
+# include a MatMul (luma, rg, yb from RGB) that int8-dynamic MatMul quantisation would otherwise
+# be free to take: 8-bit luma would blur the very statistics the filters measure.
+ASSESSOR_TEXTURE_PREFIX = "/mask_extractor/local/filters/"
 # Quantised in "int8" mode: the convolutions and what sits between them (ReLU6 as Clip, residual
-# Adds, the TF-style 'same' Pads), so consecutive convolutions pass uint8 tensors to each other
-# instead of dequantising and requantising around every float Clip.
+# Adds, the TF-style 'same' Pads of older exports), so consecutive convolutions pass uint8 tensors
+# to each other instead of dequantising and requantising around every float Clip.
 QDQ_OP_TYPES = ("Conv", "Clip", "Add", "Pad")
 # Leading encoder convolutions kept float32 by default (see quantize_model's float_convs). Set from
 # measurements on edge-default-v1 (benchmarks/RESULTS.md): the tower is a quality detector, and
@@ -210,7 +216,8 @@ def quantize_encoder(src: Path, dst: Path, cfg: ModelConfig, files: Sequence[Pat
 def quantize_assessor(src: Path, dst: Path) -> int:
     """``assessor.onnx`` with int8 dynamic MatMul/Gemm weights (MatMulInteger; activation ranges
     per call): the cross-attention and head projections. Convolutions (the crops' texture branch),
-    pooling and normalisation stay float32. Returns how many MatMul/Gemm nodes were quantised."""
+    pooling, normalisation and the fixed texture filters (``ASSESSOR_TEXTURE_PREFIX``) stay
+    float32. Returns how many MatMul/Gemm nodes were quantised."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -220,8 +227,9 @@ def quantize_assessor(src: Path, dst: Path) -> int:
         prepped = Path(tmp) / "prepped.onnx"
         onnx.save(fold_float16_weights(onnx.load(str(src))), str(folded))
         quant_pre_process(str(folded), str(prepped), skip_symbolic_shape=True)
+        filters = [n.name for n in _encoder_nodes(prepped) if n.name.startswith(ASSESSOR_TEXTURE_PREFIX)]
         quantize_dynamic(str(prepped), str(dst), op_types_to_quantize=["MatMul", "Gemm"],
-                         weight_type=QuantType.QInt8)
+                         nodes_to_exclude=filters, weight_type=QuantType.QInt8)
     return sum(n.op_type == "MatMulInteger" for n in _encoder_nodes(dst))
 
 

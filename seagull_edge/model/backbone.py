@@ -26,6 +26,12 @@ class _StaticConv2dSame(nn.Conv2d):
     becomes a chain of Shape/Cast/Ceil nodes per convolution, which onnxconverter-common's float16
     conversion mistypes (TensorRT 11's fp16 path then cannot load the encoder). A tower's input size
     is fixed, so the pads are constants. Same parameters, same names: weights load as before.
+
+    The explicit ``value=0.0`` is for onnxruntime: without it the exporter writes the Pad with an
+    empty third input, and onnxruntime's PadFusion (which folds a zero Pad into the next Conv's
+    ``pads``) skips such a node. Fused, the five stride-2 convolutions lose a Pad each and the
+    NCHWc reorders around it: 14-17 % of the edge-default encoder on a 2-core CPU, same outputs
+    (benchmarks/results/cpu_speed_2026-11-27/NOTES.md).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -34,7 +40,7 @@ class _StaticConv2dSame(nn.Conv2d):
                                  self.stride[::-1], self.dilation[::-1]):
             total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
             pads += [total // 2, total - total // 2]
-        return self._conv_forward(F.pad(x, pads), self.weight, self.bias)
+        return self._conv_forward(F.pad(x, pads, value=0.0), self.weight, self.bias)
 
 
 def _static_same_padding(module: nn.Module) -> None:
