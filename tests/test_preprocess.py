@@ -161,3 +161,14 @@ def test_frame_masks_equal_numpy_masks(shape, rng):
     np.testing.assert_array_equal(got, expected)
     only_rects = T.frame_masks((h, w), 384, torch.tensor(boxes)).numpy()
     np.testing.assert_array_equal(only_rects, I.preprocess_masks(rects, 384))
+
+
+def test_normalize_chw_is_the_formula_bit_for_bit(rng):
+    """normalize_chw normalises plane by plane in place; the numbers are (img * scale - m) / s's."""
+    img = rng.uniform(0, 255, (37, 29, 3)).astype(np.float32)
+    for mean, std in (((0.5,) * 3, (0.5,) * 3), (CLIP_MEAN, CLIP_STD)):
+        m, s = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        want = ((img * np.float32(1 / 255) - m) / s).transpose(2, 0, 1)
+        got = I.normalize_chw(img, mean, std)
+        assert got.flags.c_contiguous and got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
