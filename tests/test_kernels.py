@@ -16,6 +16,7 @@ GPU (``@pytest.mark.gpu``, skipped without CUDA): the real kernel vs the referen
 from __future__ import annotations
 
 import ctypes
+import heapq
 import os
 import re
 import shutil
@@ -251,13 +252,120 @@ def test_workspace_regions_do_not_overlap():
     assert regions[-1][1] <= plan.workspace_bytes
 
 
+def test_default_tq_is_the_smallest_tile_holding_every_roi():
+    assert [knv.default_tq(q) for q in (1, 4, 5, 8, 9, 16, 17, 64)] == [4, 4, 8, 8, 16, 16, 16, 16]
+    assert knv.plan_launch([(1, 8, 4, 4)], (1, 6, 8, 8)).tq == 8
+
+
+BENCH_CASES = [(name, levels, S, Q) for name, levels, S in (("convnext_l", CONVNEXT_L, 512), ("edge", EDGE, 384))
+               for Q in (1, 8, 32, 64)]
+
+
+@pytest.mark.parametrize("name,levels,S,Q", BENCH_CASES, ids=[f"{c[0]}-q{c[3]}" for c in BENCH_CASES])
+def test_default_plan_balances_blocks(name, levels, S, Q):
+    """The default plan of every benchmark case: no level split beyond SPLIT_CAP, every block at
+    most T chunks long where T is the larger of the even share of the work over the resident
+    blocks and what the cap forces on the largest level, and no level split finer than T (that
+    would only add partials, not end the launch sooner).  Blocks dispatched in grid order to the
+    first free slot of an H100 (132 SMs x BLOCKS_PER_SM) then all end within 1.2 T chunks."""
+    sms = 132
+    plan = knv.plan_launch([(1, c, h, h) for c, h in levels], (1, Q, S, S), num_sms=sms)
+    tq = knv.default_tq(Q)
+    assert plan.tq == tq
+    cap = knv.SPLIT_CAP[tq]
+    chunks = [-(-h * h // knv.TILE_K) for _, h in levels]
+    work = sum(plan.q_tiles * lv.c_tiles * n for lv, n in zip(plan.levels, chunks))
+    T = max(-(-work // (knv.BLOCKS_PER_SM * sms)), max(-(-n // cap) for n in chunks))
+    ends = [0] * (knv.BLOCKS_PER_SM * sms)   # slot free times, in chunks
+    for lv, n in zip(plan.levels, chunks):
+        for s in range(lv.splits):
+            length = min(lv.split_len // knv.TILE_K, n - s * lv.split_len // knv.TILE_K)
+            for _ in range(lv.block_count // lv.splits):
+                heapq.heapreplace(ends, ends[0] + length)
+    assert max(ends) <= 1.2 * T, (max(ends), T)
+    for lv, n in zip(plan.levels, chunks):
+        assert 1 <= lv.splits <= cap
+        assert lv.split_len // knv.TILE_K <= T                      # no block longer than T
+        assert lv.splits == -(-n // min(n, T))                       # and none split finer
+    assert max(lv.split_len // knv.TILE_K for lv in plan.levels) == T
+
+
+def test_split_cap_only_applies_by_default():
+    shapes = [(1, c, h, h) for c, h in EDGE]
+    default = knv.plan_launch(shapes, (1, 8, 384, 384))
+    assert max(lv.splits for lv in default.levels) <= knv.SPLIT_CAP[8]
+    forced = knv.plan_launch(shapes, (1, 8, 384, 384), split_px=64)   # one chunk per block, as asked
+    assert forced.levels[0].splits == 96 * 96 // 64 > knv.SPLIT_CAP[8]
+    capped = knv.plan_launch(shapes, (1, 8, 384, 384), max_splits=3)
+    # 3 splits of the 96x96 level: 48 chunks per block, so the 36-chunk level is not split at all
+    assert [lv.splits for lv in capped.levels] == [3, 1, 1, 1]
+    assert capped.levels[0].split_len == 48 * knv.TILE_K
+    assert knv.plan_launch(shapes, (1, 8, 384, 384), max_splits=1).workspace_bytes == 0
+
+
+def test_planner_constants_mirror_the_kernel_source():
+    """nvrtc.py plans with the kernel's compile-time choices; a change on one side only fails here."""
+    src = knv.kernel_source()
+    fin = {tq: int(re.search(rf"#define MRP_FIN_Q{tq} (\d+)", src).group(1)) for tq in knv.TQ_CHOICES}
+    assert fin == knv.FIN_SPLITS
+    pro = {tq: int(re.search(rf"#define MRP_PRO_U_Q{tq} (\d+)", src).group(1)) for tq in knv.TQ_CHOICES}
+    assert pro == knv.PROLOGUE_CHUNKS
+    assert int(re.search(r"#define MRP_WIN (\d+)", src).group(1)) == knv.WINDOW_CHUNKS
+    bounds = set(re.findall(r"__launch_bounds__\(MRP_THREADS, (\w+)\)", src))
+    assert bounds == {str(knv.BLOCKS_PER_SM)}
+    assert set(re.findall(r"SEAGULL_MRP_ENTRY\((masked_roi_pool_\w+),", src)) == set(knv.ENTRY_NAMES)
+
+
 def test_entry_names():
     assert knv.entry_name("float16", "uint8", 16) == "masked_roi_pool_f16_u8_q16"
     assert knv.entry_name(np.float32, "bool", 4) == "masked_roi_pool_f32_u8_q4"
     assert knv.entry_name(torch.float32, torch.float32, 16) == "masked_roi_pool_f32_f32_q16"
-    assert len(set(knv.ENTRY_NAMES)) == 8
+    assert knv.entry_name("float16", "float32", 8) == "masked_roi_pool_f16_f32_q8"
+    assert len(set(knv.ENTRY_NAMES)) == 12
+    with pytest.raises(ValueError):
+        knv.entry_name("float16", "uint8", 32)
     with pytest.raises(ValueError):
         knv.entry_name("float64", "uint8", 4)
+
+
+def _bench_kernel():
+    """benchmarks/bench_kernel.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_kernel.py"
+    spec = importlib.util.spec_from_file_location("_bench_kernel", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_kernel_dry_run_prints_every_plan(capsys):
+    """The benchmark's planning half runs without a GPU (and without importing torch)."""
+    bench = _bench_kernel()
+    assert bench.main(["--dry-run", "--q", "1", "8", "32", "--dtypes", "float16", "--bandwidth", "1000"]) == 0
+    lines = [ln.split() for ln in capsys.readouterr().out.splitlines() if not ln.startswith(("#", "preset"))]
+    assert len(lines) == 2 * 3
+    conv8 = next(ln for ln in lines if ln[:3] == ["convnext_l", "8", "float16"])
+    nbytes = bench.case_bytes(bench.PRESETS["convnext_l"][0], 512, 8, 1, "float16", "uint8")
+    assert nbytes == 2 * (192 * 128 ** 2 + 384 * 64 ** 2 + 768 * 32 ** 2 + 1536 * 16 ** 2) + 8 * 512 * 512
+    assert float(conv8[4]) == pytest.approx(nbytes / 1000e9 * 1e6, abs=0.01)    # floor in us at 1000 GB/s
+    plan = knv.plan_launch([(1, c, h, h) for c, h in bench.PRESETS["convnext_l"][0]], (1, 8, 512, 512))
+    assert [int(x) for x in conv8[5:7]] == [plan.tq, plan.grid]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--runs", "10"])
+    code = ("import runpy, sys; sys.modules['torch'] = None\n"
+            "sys.argv = ['bench_kernel.py', '--dry-run', '--q', '8', '--presets', 'edge']\n"
+            "runpy.run_path('benchmarks/bench_kernel.py', run_name='__main__')\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent, capture_output=True, text=True)
+    assert r.returncode == 0 and "edge" in r.stdout, r.stderr
+
+
+def test_bench_mask_trips_counts_windows():
+    bench = _bench_kernel()
+    assert bench.mask_trips(8, 32, 1) == 8
+    assert bench.mask_trips(8, 32, 4) == 2
+    assert bench.mask_trips(43, 32, 1) == 43                 # 32 + 11
+    assert bench.mask_trips(70, 32, 4) == 8 + 8 + 2          # windows of 32, 32, 6 chunks
 
 
 # ------------------------------------------------------------------------------------------------
@@ -302,10 +410,18 @@ def test_nvrtc_fp16_with_and_without_header(kcache):
 def test_ptxas_no_spills(arch):
     report = knv.ptxas_report(arch, fp16_header="never")
     assert set(report) == set(knv.ENTRY_NAMES)
+    # Shared memory per SM (CUDA C++ Programming Guide, technical specifications per compute
+    # capability): 164 KB on 8.7 (Jetson Orin), 228 KB on 9.0 (H100); 1 KB of it is reserved per block.
+    smem_per_sm = {"sm_87": 164 * 1024, "sm_90": 228 * 1024}[arch]
     for name, info in report.items():
         assert info["spill_stores"] == 0 and info["stack"] == 0, (name, info)
         assert info["registers"] <= 128, (name, info)  # __launch_bounds__(256, 2)
         assert info["smem"] <= 48 * 1024, (name, info)
+        # the occupancy the planner sizes the grid for (BLOCKS_PER_SM resident blocks per SM):
+        # registers are allocated per warp in units of 256, 64K of them per SM
+        regs_per_block = (knv.THREADS // 32) * (-(-info["registers"] * 32 // 256) * 256)
+        assert knv.BLOCKS_PER_SM * regs_per_block <= 64 * 1024, (name, info)
+        assert knv.BLOCKS_PER_SM * (info["smem"] + 1024) <= smem_per_sm, (name, info)
 
 
 @needs_nvrtc
@@ -404,6 +520,7 @@ static inline void __threadfence() { std::atomic_thread_fence(std::memory_order_
 static inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline unsigned atomicExch(unsigned* p, unsigned v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+static inline int __ffs(int x) { return __builtin_ffs(x); }
 static inline float __ldcg(const float* p) { float v; __atomic_load(p, &v, __ATOMIC_SEQ_CST); return v; }
 static inline float __fmul_rn(float a, float b) { return a * b; }
 static inline float __fadd_rn(float a, float b) { return a + b; }
@@ -415,6 +532,8 @@ struct alignas(16) float4 { float x, y, z, w; };
 static inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return uint4{a, b, c, d}; }
 static inline float4 make_float4(float a, float b, float c, float d) { return float4{a, b, c, d}; }
 
+#define SEAGULL_MRP_CUSTOM_PREFETCH 1
+static inline void mrp_prefetch(const void*) {}  // a cache hint: nothing to emulate
 #define SEAGULL_MRP_CUSTOM_HALF 1
 static inline float mrp_h2f(unsigned short b) { _Float16 h; std::memcpy(&h, &b, 2); return (float)h; }
 static inline unsigned short mrp_f2h(float f) { _Float16 h = (_Float16)f; unsigned short b; std::memcpy(&b, &h, 2); return b; }
@@ -424,10 +543,10 @@ static inline unsigned short mrp_f2h(float f) { _Float16 h = (_Float16)f; unsign
 typedef void (*emu_entry)(const MrpParams);
 #define EMU_E(n) {#n, n}
 static const struct { const char* name; emu_entry fn; } emu_entries[] = {
-    EMU_E(masked_roi_pool_f32_u8_q4), EMU_E(masked_roi_pool_f32_u8_q16),
-    EMU_E(masked_roi_pool_f32_f32_q4), EMU_E(masked_roi_pool_f32_f32_q16),
-    EMU_E(masked_roi_pool_f16_u8_q4), EMU_E(masked_roi_pool_f16_u8_q16),
-    EMU_E(masked_roi_pool_f16_f32_q4), EMU_E(masked_roi_pool_f16_f32_q16),
+    EMU_E(masked_roi_pool_f32_u8_q4), EMU_E(masked_roi_pool_f32_u8_q8), EMU_E(masked_roi_pool_f32_u8_q16),
+    EMU_E(masked_roi_pool_f32_f32_q4), EMU_E(masked_roi_pool_f32_f32_q8), EMU_E(masked_roi_pool_f32_f32_q16),
+    EMU_E(masked_roi_pool_f16_u8_q4), EMU_E(masked_roi_pool_f16_u8_q8), EMU_E(masked_roi_pool_f16_u8_q16),
+    EMU_E(masked_roi_pool_f16_f32_q4), EMU_E(masked_roi_pool_f16_f32_q8), EMU_E(masked_roi_pool_f16_f32_q16),
 };
 
 extern "C" int emu_launch(const char* name, const void* params, int grid, const int* order, int threads) {
@@ -529,11 +648,13 @@ EMU_LEVELS = ((40, (16, 16)), (72, (8, 8)), (8, (4, 4)), (130, (2, 4)))
 
 @pytest.mark.parametrize("fdtype", ["float32", "float16"])
 @pytest.mark.parametrize("mdtype", ["uint8", "float32"])
-@pytest.mark.parametrize("case", ["q4_split", "q16_nosplit", "q16_two_tiles_split"])
+@pytest.mark.parametrize("case", ["q4_split", "q8_split", "q8_default", "q16_nosplit", "q16_two_tiles_split"])
 def test_emu_kernel_matches_reference(emu, rng, fdtype, mdtype, case):
     B = 2
     Q, msize, kw = {
         "q4_split": (3, (32, 32), dict(split_px=64)),               # 4 splits of the 16x16 level
+        "q8_split": (7, (20, 28), dict(split_px=128)),              # one ROI slot of the tile unused
+        "q8_default": (8, (32, 32), dict(num_sms=4)),               # the default plan (split cap)
         "q16_nosplit": (len(PATTERNS), (24, 40), dict(max_splits=1)),
         "q16_two_tiles_split": (17, (13, 17), dict(split_px=128)),  # upsampling masks, 2 ROI tiles
     }[case]
@@ -541,10 +662,10 @@ def test_emu_kernel_matches_reference(emu, rng, fdtype, mdtype, case):
     pat = make_patterns(rng, B, Q, *msize)
     masks = as_mask_dtype(rng, pat, mdtype, signed=(mdtype == "float32"))  # dyadic weights: exact
     got, plan = emu_pool(emu, feats, masks, seed=int(rng.integers(1 << 30)), **kw)
-    assert plan.tq == (4 if Q <= 4 else 16)
+    assert plan.tq == knv.default_tq(Q)
     if "nosplit" in case:
         assert plan.workspace_bytes == 0
-    else:
+    else:  # the default plan on 4 SMs splits the 16x16 level too
         assert any(lv.splits > 1 for lv in plan.levels)
     want = masked_roi_pool_numpy(feats, masks)
     assert_pooled_close(got, want, feats, TOL_F32 if fdtype == "float32" else TOL_F16_OUT, case)
@@ -566,6 +687,29 @@ def test_emu_scalar_path_and_same_size_masks(emu, rng, fdtype):
         got, plan = emu_pool(emu, feats, masks, misalign=misalign, tq=4, split_px=64)
         assert plan.q_tiles == 2
         assert_pooled_close(got, want, feats, tol, f"misalign={misalign}")
+
+
+@pytest.mark.parametrize("fdtype,mdtype,kw", [
+    ("float16", "uint8", dict(max_splits=1)),       # 72 chunks in one block: three mask windows
+    ("float32", "float32", dict(split_px=40 * 64)),  # two blocks of 36 chunks: 32 + 4 each
+])
+def test_emu_mask_windows_and_skipped_chunks(emu, rng, fdtype, mdtype, kw):
+    """Blocks longer than one mask window (32 chunks), and chunks that no ROI of the tile covers:
+    their features are never multiplied, so NaNs there do not reach the output, also when the
+    block fetched them speculatively (the first chunk of a window)."""
+    H, W = 96, 48                                   # 72 chunks of 64 pixels (1.33 level rows each)
+    feats = make_feats(rng, 1, ((20, (H, W)),), np.dtype(fdtype))
+    masks = np.zeros((1, 3, 2 * H, 2 * W), np.uint8)
+    masks[0, 0, 90:120, 10:70] = 1                  # level rows 45..59: chunks 33..45 (first block's
+    masks[0, 1, 180:, 60:] = 1                      # second window); ROI 1: the last rows only
+    masks = as_mask_dtype(rng, masks, mdtype)       # ROI 2 stays empty
+    clean = [f.copy() for f in feats]
+    feats[0][0, :, :40, :] = np.nan                 # chunks 0..29: outside every ROI
+    got, plan = emu_pool(emu, feats, masks, **kw)
+    assert plan.tq == 4 and plan.levels[0].split_len // knv.TILE_K > knv.WINDOW_CHUNKS
+    want = masked_roi_pool_numpy(clean, masks)
+    assert_pooled_close(got, want, clean, TOL_F32 if fdtype == "float32" else TOL_F16_OUT, f"{kw}")
+    assert (np.asarray(got[0])[0, 2] == 0).all()    # the empty ROI pools to exactly 0
 
 
 def test_emu_larger_level_with_many_chunks(emu, rng):
@@ -691,7 +835,7 @@ def test_gpu_kernel_matches_reference(rng, fdtype, mdtype, msize, levels):
     masks = as_mask_dtype(rng, make_patterns(rng, B, Q, *msize), mdtype)
     want = masked_roi_pool_numpy(feats, masks)
     tol = TOL_F32 if fdtype == "float32" else TOL_F16_OUT
-    for kw in ({}, {"max_splits": 1}, {"tq": 4}, {"split_px": 256}):
+    for kw in ({}, {"max_splits": 1}, {"tq": 4}, {"tq": 8}, {"split_px": 256}):
         got = _gpu_run(feats, masks, tdt, **kw)
         assert_pooled_close(got, want, feats, tol, f"{kw}")
 

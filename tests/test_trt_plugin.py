@@ -406,7 +406,7 @@ def test_enqueue_max_splits_field_and_edge_cases(plugin, recorder):
     ([(2, 64, 3, 5), (2, 65, 2, 2), (2, 1, 1, 1), (2, 1536, 16, 16)], (2, 17, 13, 17)),
     ([(1, 192, 128, 128), (1, 384, 64, 64), (1, 768, 32, 32), (1, 1536, 16, 16)], (1, 64, 512, 512)),
 ])
-@pytest.mark.parametrize("tq", [4, 16])
+@pytest.mark.parametrize("tq", [4, 8, 16])
 def test_aot_grid_matches_plan_launch(feat_shapes, mask_shape, tq):
     plan = knv.plan_launch(feat_shapes, mask_shape, tq=tq, max_splits=1)
     assert plan.workspace_bytes == 0
@@ -417,12 +417,14 @@ def test_aot_grid_matches_plan_launch(feat_shapes, mask_shape, tq):
 
 
 def test_aot_entry_names():
-    assert tp.AOT_ENTRY_NAMES == ("masked_roi_pool_aot_f32_q4", "masked_roi_pool_aot_f32_q16",
-                                  "masked_roi_pool_aot_f16_q4", "masked_roi_pool_aot_f16_q16")
+    assert tp.AOT_ENTRY_NAMES == ("masked_roi_pool_aot_f32_q4", "masked_roi_pool_aot_f32_q8",
+                                  "masked_roi_pool_aot_f32_q16", "masked_roi_pool_aot_f16_q4",
+                                  "masked_roi_pool_aot_f16_q8", "masked_roi_pool_aot_f16_q16")
+    assert tp.AOT_TACTICS == knv.TQ_CHOICES  # every ROI tile the kernel has is a tactic
     with pytest.raises(ValueError):
         tp.aot_entry_name("uint8", 4)
     with pytest.raises(ValueError):
-        tp.aot_entry_name("float16", 8)
+        tp.aot_entry_name("float16", 32)
 
 
 def _check_qdp_signatures(trtp, fns):
@@ -442,7 +444,7 @@ def _check_qdp_signatures(trtp, fns):
     assert ret[2] is trtp.KernelLaunchParams and issubclass(ret[3], trtp.SymExprs)
 
 
-@pytest.mark.parametrize("fdtype,tactic", [("float32", 4), ("float16", 16), ("float32", 0)])
+@pytest.mark.parametrize("fdtype,tactic", [("float32", 4), ("float16", 8), ("float16", 16), ("float32", 0)])
 def test_qdp_aot_functions(install_trt, monkeypatch, fdtype, tactic):
     trt = install_trt("10.9.0", qdp="aot")
     trtp = trt.plugin
@@ -464,7 +466,7 @@ def test_qdp_aot_functions(install_trt, monkeypatch, fdtype, tactic):
     (combo,) = fns["autotune"](*feats, masks, outs)
     types_ = [t.strip() for t in combo.io_types.split(",")]
     assert types_ == ["FP32|FP16"] * 4 + ["FP32"] + ["FP32|FP16"] * 4
-    assert combo.layouts == "LINEAR" and combo.tactics == [4, 16]
+    assert combo.layouts == "LINEAR" and combo.tactics == [4, 8, 16]
 
     name, ptx, lp, extra = fns["aot_impl"](*feats, masks, outs, tactic)
     tq = tactic or 16
@@ -520,8 +522,10 @@ typedef void (*aot_fn)(const void*, const void*, const void*, const void*, const
                        void*, void*, void*, void*);
 static const struct { const char* name; aot_fn fn; } aot_entries[] = {
     {"masked_roi_pool_aot_f32_q4", masked_roi_pool_aot_f32_q4},
+    {"masked_roi_pool_aot_f32_q8", masked_roi_pool_aot_f32_q8},
     {"masked_roi_pool_aot_f32_q16", masked_roi_pool_aot_f32_q16},
     {"masked_roi_pool_aot_f16_q4", masked_roi_pool_aot_f16_q4},
+    {"masked_roi_pool_aot_f16_q8", masked_roi_pool_aot_f16_q8},
     {"masked_roi_pool_aot_f16_q16", masked_roi_pool_aot_f16_q16},
 };
 
@@ -575,6 +579,7 @@ def aot_emu(tmp_path_factory):
 
 @pytest.mark.parametrize("fdtype,tq,B,Q,msize", [
     ("float32", 4, 1, 6, (32, 32)),
+    ("float16", 8, 2, 7, (48, 40)),
     ("float16", 16, 2, 5, (13, 17)),
     ("float32", 16, 1, 17, (16, 16)),
 ])

@@ -47,7 +47,6 @@ import ctypes
 import glob
 import hashlib
 import json
-import math
 import os
 import re
 import sys
@@ -62,6 +61,7 @@ __all__ = [
     "KernelError", "NvrtcError", "NvrtcCompileError", "CudaDriverError",
     "kernel_source", "nvrtc_version", "nvrtc_library_path", "supported_archs", "normalize_arch",
     "find_cuda_include_dir", "cache_dir", "compile_ptx", "compile_cubin", "ptxas_report",
+    "BLOCKS_PER_SM", "FIN_SPLITS", "PROLOGUE_CHUNKS", "SPLIT_CAP", "WINDOW_CHUNKS", "default_tq",
     "LevelPlan", "LaunchPlan", "plan_launch", "pack_params", "entry_name",
     "MaskedRoiPoolKernel", "default_kernel",
 ]
@@ -71,7 +71,17 @@ THREADS = 256          # blockDim.x of every entry point
 TILE_C = 64            # channels per block (MRP_TC)
 TILE_K = 64            # pixels per chunk (MRP_TK); split lengths are multiples of it
 MAX_LEVELS = 4         # SEAGULL_MRP_MAX_LEVELS
-TQ_CHOICES = (4, 16)   # ROI tiles compiled in
+TQ_CHOICES = (4, 8, 16)  # ROI tiles compiled in
+# Mirrors of the kernel's compile-time choices (masked_roi_pool.cu), used by the planner:
+BLOCKS_PER_SM = 2      # __launch_bounds__(256, 2); tests check ptxas' registers / smem allow it
+WINDOW_CHUNKS = 32     # MRP_WIN: chunks per mask window
+FIN_SPLITS = {4: 8, 8: 8, 16: 8}   # MRP_FIN_Q*: splits the finishing block loads per L2 round trip
+PROLOGUE_CHUNKS = {4: 4, 8: 1, 16: 1}  # MRP_PRO_U_Q*: chunks whose mask taps a prologue step loads at once
+# Default cap on a level's splits: the block that finishes a split tile waits
+# ceil(splits / FIN_SPLITS[tq]) dependent L2 round trips and reads splits * tq * 64 * 4 bytes
+# alone, after all the tile's blocks are done; four round trips cost about as much as the few
+# chunks per block that more splits would save (see benchmarks/results/kernel_floor_2026-11-27.md).
+SPLIT_CAP = {tq: 4 * n for tq, n in FIN_SPLITS.items()}
 PARAMS_SIZE = 64 * MAX_LEVELS + 32  # sizeof(MrpParams)
 _WS_ALIGN = 256
 
@@ -479,7 +489,7 @@ def _dtype_name(dtype: Any) -> str:
 
 def entry_name(dtype: Any, mask_dtype: Any, tq: int) -> str:
     """The entry point for features ``dtype`` (float32/float16), masks ``mask_dtype`` (uint8, bool
-    or float32) and ROI tile ``tq`` (4 or 16)."""
+    or float32) and ROI tile ``tq`` (4, 8 or 16)."""
     f, m = _dtype_name(dtype), _dtype_name(mask_dtype)
     if f not in _FEAT_TAGS:
         raise ValueError(f"feature dtype must be float32 or float16, got {dtype}")
@@ -494,20 +504,42 @@ def _align(n: int, a: int = _WS_ALIGN) -> int:
     return (n + a - 1) // a * a
 
 
+def default_tq(Q: int) -> int:
+    """The ROI tile for Q ROIs: the smallest of 4, 8 that holds them all, else 16 (a tile's absent
+    ROIs cost arithmetic; a larger tile reads each feature tile once for more ROIs)."""
+    return 4 if Q <= 4 else 8 if Q <= 8 else 16
+
+
 def plan_launch(feat_shapes: Sequence[Sequence[int]], mask_shape: Sequence[int], *, num_sms: int = 132,
                 tq: int | None = None, split_px: int | None = None, max_splits: int | None = None,
-                blocks_per_sm: int = 2, min_split_px: int = 512) -> LaunchPlan:
+                blocks_per_sm: int = BLOCKS_PER_SM, min_split_px: int = TILE_K) -> LaunchPlan:
     """Fix the tiles, the pixel splits and the workspace for one call.
+
+    A block pools one (batch, ROI tile, 64-channel tile) of a level over a range of pixels; its
+    cost is about proportional to the 64-pixel chunks in that range.  By default the levels are
+    split so that every block has about the same number of chunks ``T``:
+
+    * ``T`` fills the GPU about once: ``blocks_per_sm * num_sms`` blocks share the total work
+      (about one wave of blocks that run at once, not many short blocks that each pay a mask
+      prologue and an epilogue; levels with fewer tiles than that can add a partial wave);
+    * but no level is split into more than ``SPLIT_CAP[tq]`` parts (the block that finishes a
+      split tile sums all its partials alone, after the others), and since that cap already
+      fixes the largest level's chunks per block, no level is split finer than that either
+      (more, shorter blocks elsewhere would not end the launch any sooner, only add partials);
+    * and ``T`` is at least ``min_split_px`` pixels (default one chunk).
 
     Args:
         feat_shapes: 1..4 shapes [B, C_l, H_l, W_l].
         mask_shape: [B, Q, Hm, Wm].
         num_sms: the GPU's multiprocessor count (the launcher reads it from the device).
-        tq: ROI tile (4 or 16); default 4 if Q <= 4 else 16.
-        split_px: force the pixels per block (rounded up to a multiple of TILE_K); default: split
-            the levels so that about ``blocks_per_sm * num_sms`` equally sized blocks fill the GPU,
-            with at least ``min_split_px`` pixels per block.
-        max_splits: cap the splits per level (1: never split, no workspace needed).
+        tq: ROI tile (4, 8 or 16); default :func:`default_tq` (Q).
+        split_px: force the pixels per block (rounded up to a multiple of TILE_K; no default cap
+            on the splits then).
+        max_splits: cap the splits per level (1: never split, no workspace needed); default
+            ``SPLIT_CAP[tq]`` unless ``split_px`` is given.
+        blocks_per_sm: resident blocks per SM the grid is sized for (the kernel's
+            ``__launch_bounds__``).
+        min_split_px: the fewest pixels a block gets by default.
     """
     if not 1 <= len(feat_shapes) <= MAX_LEVELS:
         raise ValueError(f"1 to {MAX_LEVELS} feature levels, got {len(feat_shapes)}")
@@ -523,15 +555,21 @@ def plan_launch(feat_shapes: Sequence[Sequence[int]], mask_shape: Sequence[int],
             raise ValueError(f"bad feature shape {tuple(s)}")
         shapes.append((c, h, w))
     if tq is None:
-        tq = 4 if Q <= 4 else 16
+        tq = default_tq(Q)
     if tq not in TQ_CHOICES:
         raise ValueError(f"tq must be one of {TQ_CHOICES}, got {tq}")
     q_tiles = -(-Q // tq)
     c_tiles = [-(-c // TILE_C) for c, _, _ in shapes]
     hws = [h * w for _, h, w in shapes]
+    chunks = [-(-hw // TILE_K) for hw in hws]
+    if max_splits is None and split_px is None:
+        max_splits = SPLIT_CAP[tq]
     if split_px is None:
-        work = sum(B * q_tiles * ct * hw for ct, hw in zip(c_tiles, hws))
-        split_px = max(min_split_px, math.ceil(work / max(1, blocks_per_sm * num_sms)))
+        work = sum(B * q_tiles * ct * n for ct, n in zip(c_tiles, chunks))   # block-chunks in all
+        per_block = max(-(-work // max(1, blocks_per_sm * num_sms)), -(-int(min_split_px) // TILE_K))
+        if max_splits is not None:
+            per_block = max(per_block, max(-(-n // max(1, int(max_splits))) for n in chunks))
+        split_px = per_block * TILE_K
     split_px = max(TILE_K, -(-int(split_px) // TILE_K) * TILE_K)
 
     levels: list[LevelPlan] = []

@@ -23,10 +23,11 @@ module implements that node inside TensorRT with the fused NVRTC kernel
   ``seagull::MaskedRoiPool`` v1 (registering both under one id fails, and an engine built with one
   route must never find the other route's creator when it is deserialised). TensorRT launches an
   AOT kernel with (input pointers, int32 extra arguments, output pointers), so the PTX gets
-  extra entry points ``masked_roi_pool_aot_{f32,f16}_q{4,16}`` with that signature
+  extra entry points ``masked_roi_pool_aot_{f32,f16}_q{4,8,16}`` with that signature
   (:func:`aot_kernel_source`) that rebuild the kernel's ``MrpParams`` in shared memory; levels
-  are never split there (``plan_launch(..., max_splits=1)``: no workspace). The ROI tile (4 or
-  16) is a custom tactic, timed by TensorRT.
+  are never split there (``plan_launch(..., max_splits=1)``: no workspace), so a large level is
+  one long block per (batch, ROI tile, channel tile) that walks its pixels window by window. The
+  ROI tile (4, 8 or 16) is a custom tactic, timed by TensorRT.
 
 What each TensorRT version offers (8.6: no plugin; 10.0: IPluginV3 through the network API only;
 10.1+: through the ONNX parser; 10.9+: QDP AOT; 11.x: strongly typed) is decided by
@@ -264,8 +265,10 @@ __device__ __forceinline__ void mrp_aot(SEAGULL_MRP_AOT_PARAMS) {
     }
 
 SEAGULL_MRP_AOT_ENTRY(masked_roi_pool_aot_f32_q4, float, 4)
+SEAGULL_MRP_AOT_ENTRY(masked_roi_pool_aot_f32_q8, float, 8)
 SEAGULL_MRP_AOT_ENTRY(masked_roi_pool_aot_f32_q16, float, 16)
 SEAGULL_MRP_AOT_ENTRY(masked_roi_pool_aot_f16_q4, unsigned short, 4)
+SEAGULL_MRP_AOT_ENTRY(masked_roi_pool_aot_f16_q8, unsigned short, 8)
 SEAGULL_MRP_AOT_ENTRY(masked_roi_pool_aot_f16_q16, unsigned short, 16)
 """
 
