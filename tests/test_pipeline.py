@@ -121,7 +121,8 @@ def test_missing_default_model_is_reported(monkeypatch, tmp_path):
 
 def test_input_buffers_equal_reference_preprocessing(model_dir, example_image, rng):
     """The reused mask/crop buffers hold exactly what image.preprocess_masks/_crops give, as they
-    grow (3 -> 7 ROIs) and shrink (2) across calls, for contiguous and non-contiguous masks."""
+    grow (3 -> 7 ROIs) and shrink (2) across calls, for contiguous and non-contiguous masks and a
+    rectangle given only by its box."""
     from seagull_edge.runtime import image as imops
     from seagull_edge.runtime.pipeline import _InputBuffers
 
@@ -135,7 +136,7 @@ def test_input_buffers_equal_reference_preprocessing(model_dir, example_image, r
         masks[0] = np.asfortranarray(masks[0])  # not C-contiguous
         masks[-1] = box_to_roi((17, 9, 40, 31), w, h).mask
         boxes = [mask_bbox(m) for m in masks]
-        got_m, got_c = bufs.fill(rgb, masks, boxes)
+        got_m, got_c = bufs.fill(rgb, masks[:-1] + [None], boxes)  # None: the box's rectangle, drawn at S x S
         np.testing.assert_array_equal(got_m, imops.preprocess_masks(np.stack(masks), cfg.image_size))
         np.testing.assert_array_equal(got_c, imops.preprocess_crops(rgb, boxes, cfg.crop_size, cfg.mean, cfg.std))
     assert bufs._masks.shape[0] == 7  # grown once, kept

@@ -77,6 +77,17 @@ def test_nearest_indices_are_opencvs():
             ramp = np.arange(src, dtype=np.float32)[None, :].repeat(2, 0)
             want = cv2.resize(ramp, (dst, 2), interpolation=cv2.INTER_NEAREST)[0].astype(np.int64)
             np.testing.assert_array_equal(T.nearest_indices(src, dst).numpy(), want)
+            np.testing.assert_array_equal(I.nearest_indices(src, dst), want)
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (68, 118), (279, 472)])
+def test_rectangle_mask_is_the_resized_rectangle(shape):
+    h, w = shape
+    for box in [(0, 0, w, h), (w // 3, h // 5, w // 4, h // 2), (w - 1, h - 1, 1, 1), (5, 0, 1, h)]:
+        full = np.zeros((1, h, w), bool)
+        x, y, bw, bh = box
+        full[0, y:y + bh, x:x + bw] = True
+        np.testing.assert_array_equal(I.rectangle_mask(box, h, w, 384), I.preprocess_masks(full, 384)[0])
 
 
 def test_masks_follow_the_seed_rule(rng):

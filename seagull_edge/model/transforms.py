@@ -19,10 +19,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from seagull_edge.runtime.config import CLIP_MEAN, CLIP_STD
+from seagull_edge.runtime.image import nearest_indices as image_nearest_indices
 from seagull_edge.runtime.image import resize_weights
 
 
@@ -111,12 +111,9 @@ def batched_resize_weights(src: torch.Tensor, src_max: int, dst: int) -> torch.T
 
 @lru_cache(maxsize=64)
 def nearest_indices(src: int, dst: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """int64 [dst]: OpenCV's INTER_NEAREST source index of each output pixel.
-
-    OpenCV computes floor(i * (1 / (dst / src))) in float64; ``src / dst`` rounds differently
-    and picks the neighbouring pixel for some sizes (36 -> 224: output 168 reads 27, not 26)."""
-    index = np.floor(np.arange(dst) * (1.0 / (dst / src))).astype(np.int64).clip(0, src - 1)
-    return torch.from_numpy(index).to(device)
+    """:func:`seagull_edge.runtime.image.nearest_indices` on ``device`` (cached: a camera's frames
+    all have one size)."""
+    return torch.from_numpy(image_nearest_indices(src, dst)).to(device)
 
 
 def frame_crops(frame: torch.Tensor, boxes: torch.Tensor, size: int, max_box: tuple[int, int],

@@ -370,6 +370,25 @@ def preprocess_image(rgb: np.ndarray, size: int, mean: Sequence[float], std: Seq
     return normalize_chw(resized, mean, std)[None]
 
 
+def nearest_indices(src: int, dst: int) -> np.ndarray:
+    """int64 [dst]: the source pixel OpenCV's INTER_NEAREST reads for each output pixel.
+
+    OpenCV computes floor(i * (1 / (dst / src))) in float64; ``src / dst`` rounds differently
+    and picks the neighbouring pixel for some sizes (36 -> 224: output 168 reads 27, not 26)."""
+    return np.floor(np.arange(dst) * (1.0 / (dst / src))).astype(np.int64).clip(0, src - 1)
+
+
+def rectangle_mask(box: tuple[int, int, int, int], height: int, width: int, size: int,
+                   out: np.ndarray | None = None) -> np.ndarray:
+    """The [size,size] float32 0/1 mask that :func:`preprocess_masks` makes of the rectangle
+    ``box`` (x, y, w, h) of a height x width image, drawn without the full-size mask."""
+    x, y, w, h = box
+    rows, cols = nearest_indices(height, size), nearest_indices(width, size)
+    inside_r = ((rows >= y) & (rows < y + h)).astype(np.float32)
+    inside_c = ((cols >= x) & (cols < x + w)).astype(np.float32)
+    return np.multiply(inside_r[:, None], inside_c[None, :], out=out)
+
+
 def preprocess_masks(masks: np.ndarray, size: int) -> np.ndarray:
     """bool [Q,H,W] -> float32 [Q,S,S]: nearest resize then ``> 0.1``, as the seed."""
     masks = np.asarray(masks)

@@ -195,15 +195,20 @@ class _InputBuffers:
             self._masks = np.empty((n, self.s, self.s), np.float32)
             self._crops = np.empty((n, 3, self.c, self.c), np.float32)
 
-    def fill(self, rgb: np.ndarray, masks: Sequence[np.ndarray],
+    def fill(self, rgb: np.ndarray, masks: Sequence[np.ndarray | None],
              boxes: Sequence[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Views of the first Q rows, valid until the next call."""
+        """Views of the first Q rows, valid until the next call. A None mask is its box's
+        rectangle, drawn straight at S x S (:func:`imops.rectangle_mask`)."""
         q = len(masks)
         self._room(q)
         out_m, out_c = self._masks[:q], self._crops[:q]
+        height, width = rgb.shape[:2]
         for i, (m, (x, y, w, h)) in enumerate(zip(masks, boxes)):
-            # bool -> uint8 is a view; nearest picks the same pixels for any dtype.
-            out_m[i] = cv2.resize(np.ascontiguousarray(m).view(np.uint8), (self.s, self.s), interpolation=cv2.INTER_NEAREST)
+            if m is None:
+                imops.rectangle_mask((x, y, w, h), height, width, self.s, out=out_m[i])
+            else:  # bool -> uint8 is a view; nearest picks the same pixels for any dtype.
+                out_m[i] = cv2.resize(np.ascontiguousarray(m).view(np.uint8), (self.s, self.s),
+                                      interpolation=cv2.INTER_NEAREST)
             crop = imops.resize(rgb[y:y + h, x:x + w].astype(np.float32), self.c, self.c)
             for k, channel in enumerate(cv2.split(crop)):  # contiguous [C,C] planes
                 plane = out_c[i, k]
@@ -377,8 +382,9 @@ class Assessor:
                 answers += self.engine.answer_frame(self._feats, masks, boxes[chunk], tasks,
                                                     self.distortion_thresholds)
             else:
-                masks, crops = self._buffers.fill(self._image, [r.mask.astype(bool, copy=False) for r in rois[chunk]],
-                                                  boxes[chunk])
+                masks, crops = self._buffers.fill(
+                    self._image, [None if r.rect is not None else r.mask.astype(bool, copy=False) for r in rois[chunk]],
+                    boxes[chunk])
                 t2 = time.perf_counter()
                 answers += self.engine.answer(self._feats, masks, crops, tasks, self.distortion_thresholds)
             self._sync()
