@@ -102,3 +102,28 @@ def heavy_modules_imported(code: str, roots: tuple[str, ...] = ("torch", "torchv
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return [m for m in out.stdout.strip().split(",") if m]
+
+
+def build_cuda_emulation(folder, harness: str, include_dir, extra_flags=(), what: str = "the CUDA kernels"):
+    """Compile a CUDA source's CPU emulation harness (``harness``: C++ that #includes the .cu from
+    ``include_dir``) with g++ / clang++ into a shared library in ``folder`` and load it (ctypes).
+    Skips the test when there is no C++ compiler, or one without ``_Float16`` (the fp16
+    conversions' emulation). ``-ffp-contract=off``: no fused multiply-adds, as the kernels."""
+    import ctypes
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    cxx = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    if cxx is None:
+        pytest.skip(f"no C++ compiler: the CPU emulation of {what} needs g++ or clang++")
+    folder = Path(folder)
+    (folder / "harness.cpp").write_text(harness)
+    so = folder / "emu.so"
+    cmd = [cxx, "-std=c++17", *extra_flags, "-shared", "-fPIC", "-ffp-contract=off", "-I", str(include_dir),
+           str(folder / "harness.cpp"), "-o", str(so)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0 and "_Float16" in r.stderr:
+        pytest.skip("the C++ compiler has no _Float16 (needed to emulate the fp16 conversions)")
+    assert r.returncode == 0, r.stderr
+    return ctypes.CDLL(str(so))

@@ -19,13 +19,13 @@ import ctypes
 import heapq
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import build_cuda_emulation
 
 from seagull_edge.kernels import nvrtc as knv
 from seagull_edge.kernels.reference import (
@@ -587,19 +587,8 @@ extern "C" long emu_layout(int what) {
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
-    cxx = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
-    if cxx is None:
-        pytest.skip("no C++ compiler: the CPU emulation of the CUDA kernel needs g++ or clang++")
-    d = tmp_path_factory.mktemp("emu")
-    (d / "harness.cpp").write_text(EMU_HARNESS)
-    so = d / "emu.so"
-    cmd = [cxx, "-std=c++17", "-O1", "-shared", "-fPIC", "-pthread", "-ffp-contract=off",
-           "-I", str(knv.KERNEL_SOURCE_PATH.parent), str(d / "harness.cpp"), "-o", str(so)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0 and "_Float16" in r.stderr:
-        pytest.skip("the C++ compiler has no _Float16 (needed to emulate the fp16 conversions)")
-    assert r.returncode == 0, r.stderr
-    lib = ctypes.CDLL(str(so))
+    lib = build_cuda_emulation(tmp_path_factory.mktemp("emu"), EMU_HARNESS, knv.KERNEL_SOURCE_PATH.parent,
+                               ("-O1", "-pthread"), "the CUDA kernel")
     lib.emu_launch.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
     lib.emu_layout.restype = ctypes.c_long
     return lib

@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import ctypes
 import re
-import shutil
-import subprocess
 
 import cv2
 import numpy as np
 import pytest
+from conftest import build_cuda_emulation
 
 from seagull_edge.kernels import nvrtc as knv
 from seagull_edge.kernels import preprocess as kp
@@ -330,19 +329,8 @@ extern "C" long emu_layout(int what) {
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
-    cxx = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
-    if cxx is None:
-        pytest.skip("no C++ compiler: the CPU emulation of the kernels needs g++ or clang++")
-    d = tmp_path_factory.mktemp("prep_emu")
-    (d / "harness.cpp").write_text(EMU_HARNESS)
-    so = d / "emu.so"
-    cmd = [cxx, "-std=c++17", "-O2", "-shared", "-fPIC", "-ffp-contract=off", "-I", str(kp.KERNEL_SOURCE_PATH.parent),
-           str(d / "harness.cpp"), "-o", str(so)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0 and "_Float16" in r.stderr:
-        pytest.skip("the C++ compiler has no _Float16 (needed to emulate the fp16 conversion)")
-    assert r.returncode == 0, r.stderr
-    lib = ctypes.CDLL(str(so))
+    lib = build_cuda_emulation(tmp_path_factory.mktemp("prep_emu"), EMU_HARNESS, kp.KERNEL_SOURCE_PATH.parent,
+                               ("-O2",), "the kernels")
     lib.emu_launch.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     lib.emu_layout.restype = ctypes.c_long
     return lib
