@@ -43,7 +43,8 @@
 // Launch configuration:
 //   blockDim = (256, 1, 1), no dynamic shared memory (static shared memory: 27992 B for q4,
 //   30056 B for q8, 34184 B for q16), __launch_bounds__(256, 2): <= 128 registers, no spills
-//   with NVRTC 13.0 for sm_87 and sm_90 (sm_75: one fp32 q16 variant spills 48 bytes), so two
+//   with NVRTC 13.0 for sm_87 and sm_90 (sm_75: one fp32 q16 variant spills 48 bytes; sm_90's two
+//   fp32 q16 variants sit at the cap, and ptxas spills 24-28 bytes in ~1 of 8 compiles), so two
 //   blocks per SM (nvrtc.BLOCKS_PER_SM; the tests check it against ptxas' report),
 //   gridDim = (sum over levels of level[l].block_count, 1, 1).
 //   Block ids are assigned to levels contiguously: level l owns
