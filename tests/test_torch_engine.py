@@ -172,10 +172,16 @@ def test_assessor_hands_rectangles_as_none(model_dir, example_image, monkeypatch
             np.testing.assert_allclose(list(a[task]["probs"].values()), list(b[task]["probs"].values()), atol=1e-5)
 
 
-def test_assess_frame_needs_encode_frame(model_dir):
+def test_assess_frame_needs_encode_frame(model_dir, frame):
+    """No frame, or features from encode() after the last encode_frame: refused, never the stale frame."""
     engine = torch_engine.TorchEngine(model_dir, device="cpu", device_preprocessing=True)
     with pytest.raises(RuntimeError, match="encode_frame first"):
         engine.assess_frame([], [None], [(0, 0, 2, 2)])
+    image = frame[0]
+    engine.encode_frame(np.zeros((8, 8, 3), np.uint8))
+    feats = engine.encode(image)
+    with pytest.raises(RuntimeError, match="encode_frame first"):
+        engine.assess_frame(feats, [None], [(0, 0, 2, 2)])
 
 
 def test_channels_last_tower_equals_default(model_dir, frame):

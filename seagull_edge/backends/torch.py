@@ -121,6 +121,7 @@ class TorchEngine(LogitsEngine):
     @torch.inference_mode()
     def encode(self, image: np.ndarray) -> list[torch.Tensor]:
         """image float32 [1,3,S,S] -> four maps [1,C_l,H_l,W_l] on the device."""
+        self._frame = None  # these features belong to no uploaded frame (encode_frame sets it after)
         x = self._to_device(image)
         if not self.cuda_graphs:
             return self._encode_fn(x)
@@ -141,8 +142,10 @@ class TorchEngine(LogitsEngine):
         from seagull_edge.model import transforms
 
         cfg = self.config
-        self._frame = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
-        return self.encode(transforms.preprocess_image(self._frame, cfg.image_size, cfg.mean, cfg.std))
+        frame = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
+        feats = self.encode(transforms.preprocess_image(frame, cfg.image_size, cfg.mean, cfg.std))
+        self._frame = frame
+        return feats
 
     @torch.inference_mode()
     def assess_frame(self, feats: Sequence[torch.Tensor], masks: Sequence[np.ndarray | None],
@@ -152,7 +155,7 @@ class TorchEngine(LogitsEngine):
         from seagull_edge.model import transforms
 
         if self._frame is None:
-            raise RuntimeError("assess_frame needs encode_frame first")
+            raise RuntimeError("assess_frame needs encode_frame first (encode() leaves no frame on the device)")
         cfg = self.config
         shape = tuple(self._frame.shape[:2])
         box_t = torch.tensor(boxes, dtype=torch.int64).to(self.device)
