@@ -115,13 +115,17 @@ def dry_run(args) -> int:
 # ------------------------------------------------------------------------------------------------
 # timing (GPU)
 
-def cuda_time_ms(torch, fn, runs: int, warmup: int = 10) -> float:
+def cuda_time_ms(torch, fn, runs: int, warmup: int = 10, before=None) -> float:
+    """Median device time of one ``fn()`` between two CUDA events; ``before()`` (not timed) runs
+    ahead of each start event."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
     times = []
     for _ in range(runs):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        if before is not None:
+            before()
         start.record()
         fn()
         end.record()
@@ -149,19 +153,11 @@ def graph_time_ms(torch, fn, runs: int, inner: int = 20) -> float:
 def cold_time_ms(torch, fn, runs: int, flush) -> float:
     """Device time of one ``fn()`` with a cold L2: ``flush`` (writes twice the L2) runs first, then
     a ~0.1 ms GPU sleep, so that the host has enqueued ``fn`` before the start event is reached."""
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(runs):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    def before():
         flush()
-        torch.cuda._sleep(200_000)  # clock cycles: covers the Python enqueue of fn() below
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+        torch.cuda._sleep(200_000)  # clock cycles: covers the Python enqueue of fn() after it
+
+    return cuda_time_ms(torch, fn, runs, warmup=1, before=before)
 
 
 def copy_bandwidth(torch, nbytes: int = 1 << 30, runs: int = 20) -> float:

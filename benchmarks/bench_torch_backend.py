@@ -149,7 +149,6 @@ def our_cases(args, model_dir, rgb, boxes, masks, on_cuda: bool, sync, report: d
             report["cases"][name + ", end to end, frame on the device"] = timed(
                 lambda: assessor.assess(rgb, boxes=boxes), e2e_runs, 5, sync)
             engine.device_preprocessing = False
-            assessor = Assessor(engine)
         report["cases"][name + ", end to end, CPU preprocessing"] = timed(
             lambda: assessor.assess(rgb, boxes=boxes), e2e_runs, 5, sync)
         if not engine.cuda_graphs:  # kernels of one eager frame (graphs replay the same kernels)

@@ -81,7 +81,7 @@ class TorchEngine(LogitsEngine):
         self.model = self._build(weights).eval()
         fold_batchnorm(self.model)  # inference only: one kernel per conv + norm instead of two
         self.model.roi_pool = "fused" if on_cuda else "stock"
-        self.model.to(self.device, self.dtype).eval()
+        self.model.to(self.device, self.dtype)
         self.cuda_graphs = on_cuda if cuda_graphs is None else bool(cuda_graphs and on_cuda)
         self._encoder_graph: tuple | None = None  # (graph, static image, static feats)
         self._assess_graphs: dict[int, tuple] = {}  # bucket -> (graph, static inputs, static outputs)

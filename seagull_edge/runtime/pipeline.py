@@ -248,7 +248,12 @@ class Assessor:
         # [6] per-type probabilities from which a distortion is reported (the model's calibrated
         # ones, else 0.5); set it to zeros to get every type with its probability.
         self.distortion_thresholds = type_thresholds(self.config.distortion_thresholds)
-        self._on_device = bool(getattr(engine, "device_preprocessing", False))
+        _ = self._on_device  # decided at load: the TensorRT engine compiles and loads its kernels here
+
+    @property
+    def _on_device(self) -> bool:
+        """Whether the engine takes the frame itself (``device_preprocessing``, read from the engine)."""
+        return bool(getattr(self.engine, "device_preprocessing", False))
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, backend: str = "auto",
@@ -360,31 +365,28 @@ class Assessor:
         for k in ("prepare", "assessor", "postprocess"):
             self.stage_ms.pop(k, None)
         w, h = self.image_size
-        boxes, areas = [], []
+        boxes, areas, masks_in = [], [], []
         for r in rois:
             if tuple(r.shape) != (h, w):
                 raise PromptError(f"ROI mask is {r.shape[1]}x{r.shape[0]}, the image is {w}x{h}")
-            box = r.box  # a rectangle's own box: its mask is not even drawn on the device path
+            box = r.box  # a rectangle's own box: its mask is never drawn
             if box is None:
                 raise PromptError(f"ROI {r.prompt or ''} is empty")
             boxes.append(box)
             areas.append(r.area)
+            # A mask that fills its tight box is that box's rectangle: None, drawn from the box.
+            masks_in.append(None if areas[-1] == box[2] * box[3] else r.mask.astype(bool, copy=False))
         stages = self.stage_ms
         answers: list[dict[str, Any]] = []
         for start in range(0, len(rois), MAX_ROIS):
             chunk = slice(start, start + MAX_ROIS)
             t1 = time.perf_counter()
             if self._on_device:
-                # A mask that fills its tight box is that box's rectangle: the engine draws it.
-                masks = [None if r.rect is not None or a == b[2] * b[3] else r.mask.astype(bool, copy=False)
-                         for r, a, b in zip(rois[chunk], areas[chunk], boxes[chunk])]
                 t2 = time.perf_counter()
-                answers += self.engine.answer_frame(self._feats, masks, boxes[chunk], tasks,
+                answers += self.engine.answer_frame(self._feats, masks_in[chunk], boxes[chunk], tasks,
                                                     self.distortion_thresholds)
             else:
-                masks, crops = self._buffers.fill(
-                    self._image, [None if r.rect is not None else r.mask.astype(bool, copy=False) for r in rois[chunk]],
-                    boxes[chunk])
+                masks, crops = self._buffers.fill(self._image, masks_in[chunk], boxes[chunk])
                 t2 = time.perf_counter()
                 answers += self.engine.answer(self._feats, masks, crops, tasks, self.distortion_thresholds)
             self._sync()
